@@ -1,0 +1,1 @@
+"""pytest plugin: the neptune_emulator fixture."""
