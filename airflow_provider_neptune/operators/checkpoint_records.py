@@ -1,0 +1,225 @@
+"""How a checkpoint is laid out in a run, and how checkpoints are ranked.
+
+Each uploaded file becomes one *entry* ``<namespace>/<key>/`` holding the file and, beside it, the
+fields retention decides on (score, step, size, sha256, upload time, keep mark), so nothing has to be
+downloaded to decide what to keep. Pure code: no ``neptune`` import, unit-testable without a server.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePath
+from typing import Any, Literal
+
+Direction = Literal["max", "min"]
+
+FILE_FIELD = "file"
+SCORE_FIELD = "score"
+STEP_FIELD = "step"
+SIZE_FIELD = "size"
+SHA256_FIELD = "sha256"
+UPLOADED_AT_FIELD = "uploaded_at"
+NAME_FIELD = "name"
+KEEP_FIELD = "keep"
+
+# Deletion order: the bytes first, the sha256 marker last. An interrupted deletion therefore leaves an
+# entry that is still recognised (it has sha256) and is finished by the next clean-up run.
+ENTRY_FIELDS_DELETE_ORDER: tuple[str, ...] = (
+    FILE_FIELD,
+    SCORE_FIELD,
+    STEP_FIELD,
+    SIZE_FIELD,
+    UPLOADED_AT_FIELD,
+    NAME_FIELD,
+    KEEP_FIELD,
+    SHA256_FIELD,
+)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One checkpoint entry as recorded in a run (what retention and the upload gate look at)."""
+
+    key: str
+    sha256: str | None = None
+    score: float | None = None
+    step: float | None = None
+    size: int = 0
+    uploaded_at: datetime | None = None
+    keep: bool = False
+    has_file: bool = True
+
+
+def validate_direction(direction: str) -> Direction:
+    """Return ``direction`` if it is ``max`` or ``min``; raise ValueError naming the bad value otherwise."""
+    if direction == "max":
+        return "max"
+    if direction == "min":
+        return "min"
+    raise ValueError(f"direction must be 'max' or 'min', got {direction!r}")
+
+
+def validate_namespace(namespace: str) -> str:
+    """Normalise a namespace (no leading/trailing slash) and refuse empty or ``sys`` namespaces."""
+    cleaned = namespace.strip().strip("/")
+    if not cleaned or any(not part for part in cleaned.split("/")):
+        raise ValueError(f"namespace must be a non-empty path like 'checkpoints', got {namespace!r}")
+    if cleaned.split("/")[0] in ("sys", "monitoring", "source_code"):
+        raise ValueError(f"namespace {namespace!r} is reserved by Neptune; choose another one")
+    return cleaned
+
+
+def sanitize_key(text: str) -> str:
+    """Make ``text`` a safe single path segment (letters, digits, ``_`` and ``-`` only)."""
+    cleaned = _UNSAFE.sub("_", text).strip("_")
+    if not cleaned:
+        raise ValueError(f"cannot derive a checkpoint key from {text!r}")
+    return cleaned
+
+
+def format_step(step: float) -> str:
+    """Render a step for a key: ``12`` for whole numbers, ``1_5`` for ``1.5``."""
+    if float(step).is_integer():
+        return str(int(step))
+    return sanitize_key(repr(float(step)))
+
+
+def entry_key(file_path: str, *, step: float | None, single_file: bool, name: str | None = None) -> str:
+    """Where a file goes under the namespace.
+
+    One file with a step goes to ``step_<n>`` (so a file overwritten every epoch still gets one entry
+    per epoch); several files keep their file name, prefixed by the step when there is one; ``name``
+    overrides the automatic part.
+    """
+    file_part = sanitize_key(PurePath(file_path).name)
+    if name is not None:
+        base = sanitize_key(name)
+        return base if single_file else f"{base}_{file_part}"
+    if step is not None:
+        base = f"step_{format_step(step)}"
+        return base if single_file else f"{base}_{file_part}"
+    return file_part
+
+
+def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Turn the nested dict a namespace ``fetch()`` returns into ``{"a/b/c": value}``."""
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        path = f"{prefix}/{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, path))
+        else:
+            flat[path] = value
+    return flat
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def checkpoints_from_fields(
+    values: Mapping[str, Any], file_paths: Collection[str], namespace: str
+) -> list[Checkpoint]:
+    """Collect the checkpoint entries of one run from its flat field values.
+
+    ``values`` maps full field paths to values (files excluded); ``file_paths`` lists the File fields
+    present. Only entries carrying a ``sha256`` field are ours: anything else under the namespace is
+    never reported, so it is never deleted.
+    """
+    prefix = namespace + "/"
+    fields: dict[str, dict[str, Any]] = {}
+    for path, value in values.items():
+        if not path.startswith(prefix):
+            continue
+        parts = path[len(prefix) :].split("/")
+        if len(parts) == 2:
+            fields.setdefault(parts[0], {})[parts[1]] = value
+    files = {
+        path[len(prefix) :].split("/")[0]
+        for path in file_paths
+        if path.startswith(prefix) and path[len(prefix) :].split("/")[1:] == [FILE_FIELD]
+    }
+    entries = []
+    for key, record in sorted(fields.items()):
+        sha = record.get(SHA256_FIELD)
+        if not isinstance(sha, str) or not sha:
+            continue
+        uploaded = record.get(UPLOADED_AT_FIELD)
+        size = _as_float(record.get(SIZE_FIELD))
+        entries.append(
+            Checkpoint(
+                key=key,
+                sha256=sha,
+                score=_as_float(record.get(SCORE_FIELD)),
+                step=_as_float(record.get(STEP_FIELD)),
+                size=int(size) if size is not None and size > 0 else 0,
+                uploaded_at=uploaded if isinstance(uploaded, datetime) else None,
+                keep=record.get(KEEP_FIELD) is True,
+                has_file=key in files,
+            )
+        )
+    return entries
+
+
+def _time_rank(checkpoint: Checkpoint) -> float:
+    return checkpoint.uploaded_at.timestamp() if checkpoint.uploaded_at is not None else float("-inf")
+
+
+def ranked_by_score(checkpoints: Iterable[Checkpoint], direction: Direction) -> list[Checkpoint]:
+    """Scored checkpoints best first; ties go to the earlier one (the first to reach that score)."""
+    sign = -1.0 if direction == "max" else 1.0
+    scored = [c for c in checkpoints if c.score is not None]
+    return sorted(
+        scored,
+        key=lambda c: (
+            sign * (c.score if c.score is not None else 0.0),
+            c.step if c.step is not None else float("inf"),
+            _time_rank(c),
+            c.key,
+        ),
+    )
+
+
+def final_checkpoint(checkpoints: Sequence[Checkpoint]) -> Checkpoint | None:
+    """The last checkpoint: highest step, then latest upload time, then key."""
+    if not checkpoints:
+        return None
+    return max(
+        checkpoints,
+        key=lambda c: (c.step is not None, c.step if c.step is not None else 0.0, _time_rank(c), c.key),
+    )
+
+
+def is_better(score: float, other: float, direction: Direction) -> bool:
+    """True if ``score`` is strictly better than ``other`` in ``direction``."""
+    return score > other if direction == "max" else score < other
+
+
+def gate_upload(
+    existing: Iterable[Checkpoint], score: float, keep_top_k: int, direction: Direction, *, key: str
+) -> tuple[bool, str]:
+    """Decide whether a checkpoint with ``score`` is among the best ``keep_top_k`` so far.
+
+    Compared with the run's scored checkpoints that still hold a file (other than ``key`` itself); a
+    tie with the k-th best is not better, so it is not uploaded. Returns (upload?, reason).
+    """
+    others = [c.score for c in existing if c.key != key and c.has_file and c.score is not None]
+    at_least_as_good = sum(1 for other in others if not is_better(score, other, direction))
+    if at_least_as_good < keep_top_k:
+        return True, f"score {score:g} is #{at_least_as_good + 1} of the best {keep_top_k} ({direction})"
+    return False, (
+        f"score {score:g} is not among the best {keep_top_k} so far ({direction}); "
+        f"{at_least_as_good} checkpoint(s) score at least as well"
+    )
