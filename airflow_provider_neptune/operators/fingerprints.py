@@ -1,0 +1,221 @@
+"""Cross-worker consistency: compare environment fingerprints and build the fan-out pattern.
+
+The pattern: one :class:`~airflow_provider_neptune.operators.environment.NeptuneValidateEnvironmentOperator`
+per Celery queue (so each runs on a worker of that queue) or per pool, then one compare task that
+fails naming the workers and the packages (or variables, or modes) that differ::
+
+    with DAG(...):
+        checks = environment_check_group(queues=["default", "gpu"], required_env=["NEPTUNE_PROJECT"])
+        checks >> train
+
+Executors that ignore queues (LocalExecutor) run every check on the local host: the pattern still
+works, it just compares the host with itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context, TaskGroup, TriggerRule
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_neptune.operators.environment import (
+    FINGERPRINT_XCOM_KEY,
+    NeptuneValidateEnvironmentOperator,
+)
+
+_TASK_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_MISSING = "not installed"
+
+
+def worker_name(key: str, fingerprint: Mapping[str, Any] | None) -> str:
+    """How a worker is named in messages: its label (queue or pool) and hostname."""
+    if not fingerprint:
+        return key
+    return f"{fingerprint.get('worker') or key} ({fingerprint.get('hostname') or 'unknown host'})"
+
+
+def _grouped(values: Mapping[str, str]) -> str:
+    """``"1.13.0 on a (h1); 1.14.0 on b (h2), c (h3)"``: workers grouped by value, values sorted."""
+    by_value: dict[str, list[str]] = {}
+    for worker, value in values.items():
+        by_value.setdefault(value, []).append(worker)
+    return "; ".join(
+        f"{value} on {', '.join(sorted(workers))}" for value, workers in sorted(by_value.items())
+    )
+
+
+def compare_fingerprints(
+    fingerprints: Mapping[str, Mapping[str, Any] | None],
+    *,
+    ignore_packages: Iterable[str] = (),
+    compare_env: bool = True,
+    compare_mode: bool = True,
+) -> list[str]:
+    """Differences between workers' fingerprints, one readable line each; empty when consistent.
+
+    ``fingerprints`` maps a key (task id) to a fingerprint, or to None when that check did not
+    report. Compared: every package version any worker recorded (absent counts as "not installed"),
+    Python, client mode and project, and which environment variables are set (names only).
+    """
+    ignored = {name.lower() for name in ignore_packages}
+    present = {worker_name(key, fp): fp for key, fp in fingerprints.items() if fp}
+    problems = [
+        f"no fingerprint from {key}: the check did not run or failed before reporting"
+        for key, fp in fingerprints.items()
+        if not fp
+    ]
+    if len(present) < 2:
+        return problems
+
+    packages = sorted({name for fp in present.values() for name in fp.get("versions", {})} - ignored)
+    for package in packages:
+        values = {w: str(fp.get("versions", {}).get(package) or _MISSING) for w, fp in present.items()}
+        if len(set(values.values())) > 1:
+            problems.append(f"package {package!r} differs between workers: {_grouped(values)}")
+
+    scalar_fields = [("project", "Neptune project")]
+    if compare_mode:
+        scalar_fields.insert(0, ("mode", "client mode"))
+    for key, label in scalar_fields:
+        values = {w: str(fp.get(key)) for w, fp in present.items()}
+        if len(set(values.values())) > 1:
+            problems.append(f"{label} differs between workers: {_grouped(values)}")
+
+    if compare_env:
+        names = sorted({name for fp in present.values() for name in fp.get("env_present", [])})
+        for name in names:
+            missing = sorted(w for w, fp in present.items() if name not in fp.get("env_present", []))
+            if missing:
+                having = sorted(set(present) - set(missing))
+                problems.append(
+                    f"environment variable {name} is set on {', '.join(having)} "
+                    f"but not on {', '.join(missing)}"
+                )
+    return problems
+
+
+class NeptuneCompareEnvironmentsOperator(BaseOperator):
+    """Pull the fingerprints of the given check tasks and fail if the workers' environments differ.
+
+    Runs even when a check failed (trigger rule ``all_done`` by default) and then fails too, so one
+    report shows each worker's own problems and what differs between workers, and tasks placed
+    after the group (downstream of this task) never run on an inconsistent fleet.
+
+    :param check_task_ids: task ids of the NeptuneValidateEnvironmentOperator tasks to compare.
+    :param ignore_packages: package names whose versions may differ.
+    :param compare_env: also compare which environment variables are set.
+    :param compare_mode: also compare the client mode (async, sync, offline...).
+    """
+
+    template_fields: Sequence[str] = ("check_task_ids",)
+    ui_color = "#e3f2fd"
+
+    def __init__(
+        self,
+        *,
+        check_task_ids: Sequence[str],
+        ignore_packages: Sequence[str] = (),
+        compare_env: bool = True,
+        compare_mode: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("trigger_rule", TriggerRule.ALL_DONE)
+        super().__init__(**kwargs)
+        self.check_task_ids = list(check_task_ids)
+        self.ignore_packages = list(ignore_packages)
+        self.compare_env = compare_env
+        self.compare_mode = compare_mode
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Compare; return ``{"workers": [...], "versions": {...}}`` or fail listing every difference."""
+        ti = context["ti"]
+        fingerprints = {
+            task_id: ti.xcom_pull(task_ids=task_id, key=FINGERPRINT_XCOM_KEY)
+            for task_id in self.check_task_ids
+        }
+        for task_id, fp in fingerprints.items():
+            if fp:
+                self.log.info(
+                    "%s: %s", worker_name(task_id, fp), json.dumps(fp.get("versions", {}), sort_keys=True)
+                )
+        # The compare task is the group's only exit: it also fails when a worker failed its own checks.
+        problems = [
+            f"{worker_name(task_id, fp)} failed its checks: {message}"
+            for task_id, fp in fingerprints.items()
+            if fp
+            for message in fp.get("failed", [])
+        ]
+        problems += compare_fingerprints(
+            fingerprints,
+            ignore_packages=self.ignore_packages,
+            compare_env=self.compare_env,
+            compare_mode=self.compare_mode,
+        )
+        if problems:
+            lines = "\n".join(f"  - {line}" for line in problems)
+            raise AirflowFailException(
+                f"Neptune environments differ across {len(fingerprints)} worker check(s):\n{lines}"
+            )
+        present = [fp for fp in fingerprints.values() if fp]
+        summary = {
+            "workers": [worker_name(task_id, fp) for task_id, fp in fingerprints.items()],
+            "versions": dict(present[0].get("versions", {})) if present else {},
+        }
+        self.log.info("All %d worker(s) report the same environment", len(present))
+        return summary
+
+
+def environment_check_group(
+    *,
+    queues: Sequence[str] = (),
+    pools: Sequence[str] = (),
+    group_id: str = "neptune_environment",
+    compare_task_id: str = "compare",
+    ignore_packages: Sequence[str] = (),
+    compare_env: bool = True,
+    compare_mode: bool = True,
+    **validate_kwargs: Any,
+) -> TaskGroup:
+    """Build a TaskGroup: one validate task per queue (or per pool) and a compare task after them.
+
+    Call it inside a DAG context. ``validate_kwargs`` go to every
+    NeptuneValidateEnvironmentOperator (``requirements``, ``required_env``, ``run_id``,
+    ``retries``...); each task gets ``queue=<queue>`` (or ``pool=<pool>``) and that name as its
+    ``worker_label``. Task ids are ``<group_id>.check_<name>`` and ``<group_id>.<compare_task_id>``.
+    Give queues or pools, not both.
+    """
+    if bool(queues) == bool(pools):
+        raise ValueError("environment_check_group needs either queues or pools (one of them, non-empty)")
+    targets, attribute = (list(queues), "queue") if queues else (list(pools), "pool")
+    slugs = [_TASK_ID_UNSAFE.sub("_", name).strip("_") or "unnamed" for name in targets]
+    if len(set(slugs)) != len(slugs):
+        raise ValueError(f"{attribute} names must be distinct after making them task ids: {targets}")
+    if attribute in validate_kwargs or "worker_label" in validate_kwargs:
+        raise ValueError(f"{attribute} and worker_label are set per task by environment_check_group")
+    compare_kwargs = {
+        key: validate_kwargs[key]
+        for key in ("pool", "owner", "retries", "retry_delay")
+        if key in validate_kwargs
+    }
+    with TaskGroup(group_id=group_id, tooltip="Neptune environment check on every worker") as group:
+        checks = [
+            NeptuneValidateEnvironmentOperator(
+                task_id=f"check_{slug}", worker_label=name, **{attribute: name, **validate_kwargs}
+            )
+            for name, slug in zip(targets, slugs, strict=True)
+        ]
+        compare = NeptuneCompareEnvironmentsOperator(
+            task_id=compare_task_id,
+            check_task_ids=[check.task_id for check in checks],
+            ignore_packages=ignore_packages,
+            compare_env=compare_env,
+            compare_mode=compare_mode,
+            **compare_kwargs,
+        )
+        for check in checks:
+            check >> compare
+    return group
