@@ -1,0 +1,573 @@
+"""Checkpoint operators: gated, idempotent upload and the retention clean-up.
+
+:class:`NeptuneUploadArtifactOperator` records beside every file the fields retention needs (score,
+step, size, sha256, upload time), so :class:`NeptuneArtifactRetentionOperator` decides from one paged
+table scan, never downloading a file. Both reach Neptune only through :class:`NeptuneHook`.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import weakref
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_neptune.links import NeptuneRunLink, record_run_link
+from airflow_provider_neptune.operators.checkpoint_records import (
+    Checkpoint,
+    Direction,
+    checkpoints_from_fields,
+    entry_key,
+    gate_upload,
+    validate_direction,
+    validate_namespace,
+)
+from airflow_provider_neptune.operators.rendered_values import (
+    as_bool,
+    as_optional_float,
+    as_optional_int,
+    as_optional_str,
+)
+from airflow_provider_neptune.operators.retention_plan import (
+    RetentionPlan,
+    RetentionPolicy,
+    RunCheckpoints,
+    build_plan,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_neptune.hooks.neptune import NeptuneHook
+
+log = logging.getLogger(__name__)
+
+_GLOB_CHARS = ("*", "?", "[")
+
+# Offline runs cannot be read back from a server; within the process that owns such a run handle the
+# gate remembers what it queued (an offline run only lives in the process that created it).
+_OFFLINE_LEDGER: weakref.WeakKeyDictionary[Any, dict[str, dict[str, Checkpoint]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _new_hook(conn_id: str, project: str | None, mode: str | None) -> NeptuneHook:
+    from airflow_provider_neptune.hooks.neptune import NeptuneHook
+
+    # Templated values may render to "" or "None" when not set: fall back to the connection then.
+    return NeptuneHook(conn_id, project=as_optional_str(project), mode=as_optional_str(mode))
+
+
+def resolve_files(path: str) -> list[Path]:
+    """The files ``path`` names: one file, or every file a glob (``**`` allowed) matches, sorted."""
+    if any(char in path for char in _GLOB_CHARS):
+        matches = sorted(Path(p) for p in glob.glob(path, recursive=True) if Path(p).is_file())
+        if not matches:
+            raise FileNotFoundError(f"no file matches {path!r}")
+        return matches
+    single = Path(path)
+    if not single.is_file():
+        raise FileNotFoundError(f"checkpoint file {path!r} does not exist or is not a file")
+    return [single]
+
+
+class NeptuneUploadArtifactOperator(BaseOperator):
+    """Upload a checkpoint file (or a glob of files) to a run, with the fields retention decides on.
+
+    Each file goes to ``<namespace>/<key>/file`` and beside it ``score``, ``step``, ``size`` (bytes,
+    a float: Neptune integers are 32-bit), ``sha256``, ``uploaded_at``, ``name`` and optionally
+    ``keep``. ``key`` is ``step_<step>`` for one file with a step, else the file name (see
+    ``checkpoint_name``). A task retry does not send the same bytes again: an entry with the same
+    sha256 and its file present is skipped. Large files go through the client's multipart upload.
+    In async and offline modes the bytes are copied at once into the client's per-run upload folder
+    under the Neptune data directory (the client deletes that copy after uploading, also after
+    ``neptune sync``), so deleting or rewriting the file afterwards cannot lose or change the upload.
+
+    :param run_id: ``sys/id`` of the run (templated), e.g. ``"{{ ti.xcom_pull('create_run') }}"``.
+    :param path: file path or glob (templated).
+    :param namespace: where the entries go (templated), default ``checkpoints``.
+    :param score: the checkpoint's score (templated); needed by ``only_if_better``.
+    :param step: the training step or epoch (templated); decides the key and which one is the final.
+    :param only_if_better: upload only when ``score`` is among the best ``keep_top_k`` so far in this
+        run (a tie with the k-th best is not better).
+    :param keep_top_k: k of the gate (templated).
+    :param direction: ``max`` (higher score is better) or ``min``.
+    :param keep: mark the entries so retention never deletes them.
+    :param checkpoint_name: fixed key instead of the automatic one (templated).
+    :param custom_run_id: open the run by custom run id instead of ``run_id`` (templated).
+    :param delivery_timeout: seconds to wait for the uploads to be confirmed.
+    :param neptune_conn_id: the Neptune connection.
+    :param project: ``workspace/project`` overriding the connection's.
+    :param mode: client mode overriding the connection's (``async``, ``sync``, ``offline``).
+    :returns: (XCom) ``run_id``, ``namespace``, ``uploaded`` and ``skipped`` lists, ``bytes_uploaded``.
+    """
+
+    template_fields: Sequence[str] = (
+        "run_id",
+        "custom_run_id",
+        "path",
+        "namespace",
+        "score",
+        "step",
+        "keep_top_k",
+        "direction",
+        "checkpoint_name",
+        "project",
+    )
+    operator_extra_links = (NeptuneRunLink(),)
+    ui_color = "#c8e6f5"
+
+    def __init__(
+        self,
+        *,
+        run_id: str | None = None,
+        path: str,
+        namespace: str = "checkpoints",
+        score: float | str | None = None,
+        step: float | str | None = None,
+        only_if_better: bool = False,
+        keep_top_k: int | str | None = None,
+        direction: str = "max",
+        keep: bool = False,
+        checkpoint_name: str | None = None,
+        custom_run_id: str | None = None,
+        delivery_timeout: float = 600.0,
+        neptune_conn_id: str = "neptune_default",
+        project: str | None = None,
+        mode: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.run_id = run_id
+        self.path = path
+        self.namespace = namespace
+        self.score = score
+        self.step = step
+        self.only_if_better = only_if_better
+        self.keep_top_k = keep_top_k
+        self.direction = direction
+        self.keep = keep
+        self.checkpoint_name = checkpoint_name
+        self.custom_run_id = custom_run_id
+        self.delivery_timeout = delivery_timeout
+        self.neptune_conn_id = neptune_conn_id
+        self.project = project
+        self.mode = mode
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Gate, stash and upload the files, then wait until the server confirms them."""
+        from airflow_provider_neptune.operators.checkpoint_store import (
+            file_digest,
+            read_run_entries,
+            upload_entry,
+        )
+
+        namespace = validate_namespace(str(self.namespace))
+        direction = validate_direction(str(self.direction))
+        score = as_optional_float("score", self.score)
+        step = as_optional_float("step", self.step)
+        keep_top_k = as_optional_int("keep_top_k", self.keep_top_k, minimum=1)
+        only_if_better = as_bool("only_if_better", self.only_if_better)
+        run_id = as_optional_str(self.run_id)
+        custom_run_id = as_optional_str(self.custom_run_id)
+        if only_if_better and (score is None or keep_top_k is None):
+            raise ValueError("only_if_better needs both score and keep_top_k")
+        files = resolve_files(str(self.path))
+        if run_id is None and custom_run_id is None:
+            raise ValueError("run_id or custom_run_id is required: which run do the checkpoints belong to?")
+        name = as_optional_str(self.checkpoint_name)
+        keys = [entry_key(str(f), step=step, single_file=len(files) == 1, name=name) for f in files]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"several files map to the same checkpoint key: {sorted(keys)}")
+
+        hook = _new_hook(self.neptune_conn_id, self.project, self.mode)
+        mode = hook.settings.mode
+        offline = mode == "offline"
+        uploaded: list[dict[str, Any]] = []
+        skipped: list[dict[str, Any]] = []
+        with hook.get_run(run_id=run_id, custom_run_id=custom_run_id) as run:
+            if offline:
+                ledger = _OFFLINE_LEDGER.setdefault(run, {}).setdefault(namespace, {})
+                existing = {c.key: c for c in ledger.values()}
+            else:
+                ledger = None
+                existing = {c.key: c for c in read_run_entries(run, namespace)}
+
+            gate_reason = ""
+            if only_if_better and score is not None and keep_top_k is not None:
+                others = [c for c in existing.values() if c.key not in keys]
+                send, gate_reason = gate_upload(others, score, keep_top_k, direction, key="")
+                if not send:
+                    self.log.info("Not uploading %s: %s", self.path, gate_reason)
+                    skipped.extend(
+                        {"key": k, "file": str(f), "reason": gate_reason}
+                        for k, f in zip(keys, files, strict=True)
+                    )
+                    files, keys = [], []
+
+            for key, source in zip(keys, files, strict=True):
+                sha256, size = file_digest(source)
+                previous = existing.get(key)
+                if previous is not None and previous.sha256 == sha256 and previous.has_file:
+                    reason = "already uploaded (same sha256 at the same place)"
+                    self.log.info("Skipping %s -> %s/%s: %s", source, namespace, key, reason)
+                    skipped.append({"key": key, "file": str(source), "reason": reason})
+                    continue
+                upload_entry(
+                    run,
+                    namespace,
+                    key,
+                    source,
+                    sha256=sha256,
+                    size=size,
+                    score=score,
+                    step=step,
+                    keep=self.keep,
+                    stash=mode in ("async", "offline"),
+                    previous=previous,
+                )
+                record = {"key": key, "file": str(source), "size": size, "sha256": sha256}
+                record.update(score=score, step=step)
+                uploaded.append(record)
+                if ledger is not None:
+                    ledger[key] = Checkpoint(key=key, sha256=sha256, score=score, step=step, size=size)
+                self.log.info(
+                    "Queued %s -> %s/%s (%d bytes, sha256 %s...)%s",
+                    source,
+                    namespace,
+                    key,
+                    size,
+                    sha256[:12],
+                    f"; {gate_reason}" if gate_reason else "",
+                )
+
+            if uploaded:
+                if offline:
+                    run.wait(disk_only=True)
+                else:
+                    hook.wait_for_delivery(run, timeout=self.delivery_timeout)
+        if run_id and not offline:
+            record_run_link(self, context, hook.run_url(run_id))
+        total = sum(int(u["size"]) for u in uploaded)
+        self.log.info(
+            "%d checkpoint file(s) uploaded (%d bytes), %d skipped, in %s of run %s (mode %s)",
+            len(uploaded),
+            total,
+            len(skipped),
+            namespace,
+            run_id or custom_run_id or "(new)",
+            mode,
+        )
+        return {
+            "run_id": run_id,
+            "namespace": namespace,
+            "uploaded": uploaded,
+            "skipped": skipped,
+            "bytes_uploaded": total,
+        }
+
+
+class NeptuneRetentionRefusedError(AirflowFailException):
+    """The clean-up plan breaks a safety limit; retrying cannot help, the limit must be raised."""
+
+
+class NeptuneArtifactRetentionOperator(BaseOperator):
+    """Delete checkpoints not worth keeping, per run and project-wide, safely and idempotently.
+
+    For every run matched by ``tags`` / ``state`` / ``query`` (and created more than
+    ``older_than_days`` ago, when given), it keeps the top ``keep_top_k`` checkpoints by score, the
+    final one (highest step) and any marked ``keep``, and deletes the others' fields under
+    ``namespace`` (only those this provider writes). Optional project-wide rules: only the best
+    ``keep_best_runs`` runs by ``run_metric`` keep their top-k, the rest keep only their final one; runs
+    created more than ``final_only_older_than_days`` ago keep only their final one.
+
+    Safety: a run's last remaining checkpoint is never deleted; nothing outside ``namespace`` is
+    touched; a plan deleting more than ``max_delete_fraction`` of the checkpoints found is refused
+    (raise the fraction after reviewing the dry-run plan); the plan is recomputed from the server on
+    every run, so a second run deletes nothing and an interrupted one is finished by the next.
+    Scans the project with the client's paged table fetch and deletes run by run, each confirmed,
+    all through the hook's shared request budget, logging progress.
+
+    :param namespace: the checkpoints' namespace (templated), default ``checkpoints``.
+    :param keep_top_k: checkpoints kept per run by score (templated).
+    :param direction: ``max`` (higher score is better) or ``min``.
+    :param keep_last: also keep each run's final checkpoint.
+    :param tags: only runs having all these tags.
+    :param state: only runs in this state (``active`` or ``inactive``).
+    :param query: NQL query selecting runs (templated); combined with ``tags``/``state`` by AND.
+    :param older_than_days: only runs created more than this many days ago (templated).
+    :param dry_run: report the plan without deleting anything (templated).
+    :param max_delete_fraction: refuse plans deleting a larger share of the checkpoints found (templated).
+    :param keep_best_runs: project-wide: only this many runs (best by ``run_metric``) keep top-k.
+    :param run_metric: field or float series ranking the runs (its last value).
+    :param run_metric_direction: ``max`` or ``min`` for ``run_metric``; default ``direction``.
+    :param final_only_older_than_days: project-wide: runs older than this keep only the final one.
+    :param delivery_timeout: seconds to wait for each run's deletions to be confirmed.
+    :param progress_every: log a progress line every this many runs.
+    :param neptune_conn_id: the Neptune connection.
+    :param project: ``workspace/project`` overriding the connection's.
+    :param mode: client mode used for the deletions (``async`` or ``sync``).
+    :returns: (XCom) runs_scanned, checkpoints_found/kept/deleted, bytes_freed, delete_fraction,
+        dry_run, and in a dry run the per-run ``plan`` (and ``refused`` when a real run would refuse).
+    """
+
+    template_fields: Sequence[str] = (
+        "namespace",
+        "keep_top_k",
+        "direction",
+        "tags",
+        "state",
+        "query",
+        "older_than_days",
+        "is_dry_run",
+        "max_delete_fraction",
+        "keep_best_runs",
+        "run_metric",
+        "final_only_older_than_days",
+        "project",
+    )
+    ui_color = "#f5dcc8"
+
+    def __init__(
+        self,
+        *,
+        namespace: str = "checkpoints",
+        keep_top_k: int | str = 3,
+        direction: str = "max",
+        keep_last: bool = True,
+        tags: Sequence[str] | str = (),
+        state: str | None = None,
+        query: str | None = None,
+        older_than_days: float | str | None = None,
+        dry_run: bool | str = False,
+        max_delete_fraction: float | str = 0.5,
+        keep_best_runs: int | str | None = None,
+        run_metric: str | None = None,
+        run_metric_direction: str | None = None,
+        final_only_older_than_days: float | str | None = None,
+        delivery_timeout: float = 300.0,
+        progress_every: int = 100,
+        neptune_conn_id: str = "neptune_default",
+        project: str | None = None,
+        mode: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.namespace = namespace
+        self.keep_top_k = keep_top_k
+        self.direction = direction
+        self.keep_last = keep_last
+        self.tags = tags
+        self.state = state
+        self.query = query
+        self.older_than_days = older_than_days
+        # BaseOperator already has a dry_run() method; the flag lives under another attribute name.
+        self.is_dry_run = dry_run
+        self.max_delete_fraction = max_delete_fraction
+        self.keep_best_runs = keep_best_runs
+        self.run_metric = run_metric
+        self.run_metric_direction = run_metric_direction
+        self.final_only_older_than_days = final_only_older_than_days
+        self.delivery_timeout = delivery_timeout
+        self.progress_every = progress_every
+        self.neptune_conn_id = neptune_conn_id
+        self.project = project
+        self.mode = mode
+
+    def _policy(self) -> RetentionPolicy:
+        direction = validate_direction(str(self.direction))
+        keep_best_runs = as_optional_int("keep_best_runs", self.keep_best_runs, minimum=0)
+        run_metric = as_optional_str(self.run_metric)
+        if keep_best_runs is not None and run_metric is None:
+            raise ValueError("keep_best_runs needs run_metric (the field that ranks the runs)")
+        metric_direction: Direction = (
+            validate_direction(str(self.run_metric_direction)) if self.run_metric_direction else direction
+        )
+        keep_top_k = as_optional_int("keep_top_k", self.keep_top_k, minimum=0)
+        return RetentionPolicy(
+            keep_top_k=3 if keep_top_k is None else keep_top_k,
+            direction=direction,
+            keep_last=as_bool("keep_last", self.keep_last),
+            keep_best_runs=keep_best_runs,
+            run_metric_direction=metric_direction,
+            final_only_older_than_days=as_optional_float(
+                "final_only_older_than_days", self.final_only_older_than_days
+            ),
+        )
+
+    def _tags(self) -> list[str]:
+        if isinstance(self.tags, str):
+            return [t.strip() for t in self.tags.split(",") if t.strip()]
+        return [str(t) for t in self.tags or ()]
+
+    def _selection(self) -> dict[str, Any]:
+        """fetch_runs_table arguments: the client's own filters, or one NQL query when one is given."""
+        tags = self._tags()
+        state = as_optional_str(self.state)
+        if state is not None and state not in ("active", "inactive"):
+            raise ValueError(f"state must be 'active' or 'inactive', got {state!r}")
+        query = as_optional_str(self.query)
+        if query is None:
+            return {"tag": tags or None, "state": state}
+        parts = [f"({query})"]
+        parts += [f'(`sys/tags`:stringSet CONTAINS "{t}")' for t in tags]
+        if state is not None:
+            parts.append(f'(`sys/state`:experimentState = "{"running" if state == "active" else "idle"}")')
+        return {"query": " AND ".join(parts) if len(parts) > 1 else query}
+
+    def _scan(
+        self,
+        hook: NeptuneHook,
+        namespace: str,
+        policy: RetentionPolicy,
+        now: datetime,
+        counts: dict[str, int],
+    ) -> Iterator[RunCheckpoints]:
+        from airflow_provider_neptune.operators.checkpoint_store import created_at, table_row_fields
+
+        older_than = as_optional_float("older_than_days", self.older_than_days)
+        cutoff = now - timedelta(days=older_than) if older_than is not None else None
+        run_metric = as_optional_str(self.run_metric)
+        with hook.get_project() as project:
+            table = project.fetch_runs_table(
+                **self._selection(),
+                sort_by="sys/creation_time",
+                ascending=True,
+                progress_bar=_progress_bar_class(self.log),
+            )
+            for row in table:
+                run_id, values, files = table_row_fields(row)
+                counts["runs_matched"] += 1
+                created = created_at(values)
+                if cutoff is not None and (created is None or created >= cutoff):
+                    counts["runs_too_recent"] += 1
+                    continue
+                counts["runs_scanned"] += 1
+                if counts["runs_scanned"] % max(1, self.progress_every) == 0:
+                    self.log.info("Scanned %d runs so far", counts["runs_scanned"])
+                checkpoints = checkpoints_from_fields(values, files, namespace)
+                metric = as_optional_float("run_metric", values.get(run_metric)) if run_metric else None
+                yield RunCheckpoints(run_id, tuple(checkpoints), created, metric)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Scan, plan, check the safety limit, then delete run by run (or only report in a dry run)."""
+        namespace = validate_namespace(str(self.namespace))
+        policy = self._policy()
+        dry_run = as_bool("dry_run", self.is_dry_run)
+        max_fraction = as_optional_float("max_delete_fraction", self.max_delete_fraction)
+        if max_fraction is None or not 0 <= max_fraction <= 1:
+            raise ValueError(f"max_delete_fraction must be between 0 and 1, got {self.max_delete_fraction!r}")
+        hook = _new_hook(self.neptune_conn_id, self.project, self.mode)
+        now = datetime.now(UTC)
+        counts = {"runs_matched": 0, "runs_too_recent": 0, "runs_scanned": 0}
+        runs = list(self._scan(hook, namespace, policy, now, counts))
+        plan = build_plan(runs, policy, now=now, runs_scanned=counts["runs_scanned"])
+        self._log_plan(plan, namespace, dry_run)
+        refusal = plan.refusal(max_fraction)
+        summary = plan.summary(include_plan=dry_run)
+        summary.update(
+            namespace=namespace,
+            dry_run=dry_run,
+            runs_matched=counts["runs_matched"],
+            runs_too_recent=counts["runs_too_recent"],
+        )
+        if dry_run:
+            if refusal:
+                summary["refused"] = refusal
+                self.log.warning("A real run would refuse this plan: %s", refusal)
+            self.log.info("Dry run: nothing deleted")
+            summary["bytes_freed"] = 0
+            summary["bytes_to_free"] = plan.bytes_freed
+            summary["checkpoints_to_delete"] = plan.checkpoints_deleted
+            summary["checkpoints_deleted"] = 0
+            return summary
+        if refusal:
+            raise NeptuneRetentionRefusedError(refusal)
+        self._apply(hook, plan, namespace)
+        return summary
+
+    def _log_plan(self, plan: RetentionPlan, namespace: str, dry_run: bool) -> None:
+        verb = "would delete" if dry_run else "deletes"
+        for run in plan.runs:
+            if run.deleted:
+                self.log.info(
+                    "Run %s (%s): keeps %s; %s %s (%d bytes)",
+                    run.run_id,
+                    run.mode,
+                    ", ".join(f"{k} [{why}]" for k, why in run.kept.items()),
+                    verb,
+                    ", ".join(run.deleted),
+                    run.bytes_freed,
+                )
+        self.log.info(
+            "Plan for %s/: %d runs scanned, %d with checkpoints; %d checkpoints found, %d kept, %d to "
+            "delete (%.0f%%), %d bytes to free",
+            namespace,
+            plan.runs_scanned,
+            len(plan.runs),
+            plan.checkpoints_found,
+            plan.checkpoints_kept,
+            plan.checkpoints_deleted,
+            plan.delete_fraction * 100,
+            plan.bytes_freed,
+        )
+
+    def _apply(self, hook: NeptuneHook, plan: RetentionPlan, namespace: str) -> None:
+        from airflow_provider_neptune.operators.checkpoint_store import delete_entries
+
+        todo = [run for run in plan.runs if run.deleted]
+        freed = 0
+        for index, run_plan in enumerate(todo, start=1):
+            with hook.get_run(run_id=run_plan.run_id) as run:
+                removed = delete_entries(run, namespace, run_plan.deleted)
+                if removed:
+                    hook.wait_for_delivery(run, timeout=self.delivery_timeout)
+            freed += run_plan.bytes_freed
+            self.log.info(
+                "[%d/%d] run %s: deleted %d checkpoint(s), %d bytes freed (%d so far)",
+                index,
+                len(todo),
+                run_plan.run_id,
+                len(run_plan.deleted),
+                run_plan.bytes_freed,
+                freed,
+            )
+        self.log.info(
+            "Clean-up done: %d checkpoints deleted in %d runs, %d bytes freed",
+            plan.checkpoints_deleted,
+            len(todo),
+            freed,
+        )
+
+
+def _progress_bar_class(logger: Any) -> type:
+    """A neptune progress-bar callback that writes the table fetch's page progress to the task log."""
+    from neptune.typing import ProgressBarCallback
+
+    class _LogProgress(ProgressBarCallback):
+        def __init__(self, *, description: str | None = None, **_: Any) -> None:
+            super().__init__()
+            self._description = description or "Fetching runs"
+            self._done = 0
+            self._total: int | None = None
+
+        def update(self, *, by: int, total: int | None = None) -> None:
+            if total is not None:
+                self._total = total
+            self._done += by
+            if by:
+                logger.info("%s: %d/%s runs", self._description, self._done, self._total or "?")
+
+        def __enter__(self) -> _LogProgress:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    return _LogProgress

@@ -1,0 +1,217 @@
+"""Reading, writing and deleting checkpoint entries through a ``neptune`` run handle.
+
+The neptune-facing half of checkpoint handling (the pure half is :mod:`.checkpoint_records`). Every
+function works on a run or table row obtained from :class:`NeptuneHook`, so every request it causes
+passes the hook's shared budget and retry policy. ``neptune`` itself is imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_neptune.operators.checkpoint_records import (
+    ENTRY_FIELDS_DELETE_ORDER,
+    FILE_FIELD,
+    KEEP_FIELD,
+    NAME_FIELD,
+    SCORE_FIELD,
+    SHA256_FIELD,
+    SIZE_FIELD,
+    STEP_FIELD,
+    UPLOADED_AT_FIELD,
+    Checkpoint,
+    checkpoints_from_fields,
+    flatten,
+)
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+
+
+def file_digest(path: str | Path) -> tuple[str, int]:
+    """sha256 (hex) and size in bytes of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+class HashingReader(io.RawIOBase):
+    """A read-only stream over a file that hashes exactly the bytes handed out.
+
+    The client copies a stream into its own per-run upload folder when the file is assigned, so the
+    digest of what it copied is known right away and can be compared with the one recorded.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self._handle = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._digest = hashlib.sha256()
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._handle.read(len(buffer))
+        count = len(data)
+        buffer[:count] = data
+        self._digest.update(data)
+        self.bytes_read += count
+        return count
+
+    def hexdigest(self) -> str:
+        """sha256 of the bytes read so far."""
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
+
+
+def file_extension(path: str | Path) -> str:
+    """The extension Neptune stores with the file (``pt`` for ``model.pt``; ``bin`` when none)."""
+    suffix = Path(path).suffix.lstrip(".")
+    return suffix or "bin"
+
+
+def read_run_entries(run: Any, namespace: str) -> list[Checkpoint]:
+    """The checkpoint entries the server holds for ``run`` under ``namespace``.
+
+    Refreshes the handle's view of the run first (``run.sync()``: a pooled handle may be older than
+    uploads another task made), then reads every field value of the namespace in one request.
+    """
+    run.sync()
+    if not run.exists(namespace):
+        return []
+    values = flatten(run[namespace].fetch(), namespace)
+    keys = {path[len(namespace) + 1 :].split("/")[0] for path in values}
+    files = [
+        f"{namespace}/{key}/{FILE_FIELD}" for key in keys if run.exists(f"{namespace}/{key}/{FILE_FIELD}")
+    ]
+    return checkpoints_from_fields(values, files, namespace)
+
+
+def upload_entry(
+    run: Any,
+    namespace: str,
+    key: str,
+    source: Path,
+    *,
+    sha256: str,
+    size: int,
+    score: float | None,
+    step: float | None,
+    keep: bool,
+    stash: bool,
+    previous: Checkpoint | None,
+) -> None:
+    """Queue the file and its fields under ``<namespace>/<key>``.
+
+    With ``stash`` the bytes are copied now into the client's own upload folder of this run (under the
+    Neptune data directory), so the upload no longer depends on ``source``: offline data survives the
+    file's deletion until ``neptune sync``, and async uploads cannot pick up a file rewritten later.
+    The client removes that copy itself once uploaded. The copy is hashed while written and must match
+    ``sha256``. ``sha256`` is assigned last: it is what marks the entry as complete.
+    """
+    from neptune.types import File
+
+    base = f"{namespace}/{key}"
+    if stash:
+        reader = HashingReader(source)
+        try:
+            run[f"{base}/{FILE_FIELD}"].upload(File.from_stream(reader, extension=file_extension(source)))
+        finally:
+            reader.close()
+        if reader.hexdigest() != sha256 or reader.bytes_read != size:
+            raise RuntimeError(
+                f"{source} changed while it was being stashed for upload "
+                f"(sha256 {sha256[:12]}... before, {reader.hexdigest()[:12]}... after); not recording it"
+            )
+    else:
+        run[f"{base}/{FILE_FIELD}"].upload(File.from_path(str(source), extension=file_extension(source)))
+
+    fields: dict[str, Any] = {
+        SCORE_FIELD: score,
+        STEP_FIELD: step,
+        # Neptune integers are 32-bit; a checkpoint can be larger than 2 GiB, so the size is a float.
+        SIZE_FIELD: float(size),
+        UPLOADED_AT_FIELD: datetime.now(UTC),
+        NAME_FIELD: source.name,
+        KEEP_FIELD: True if keep else None,
+    }
+    for name, value in fields.items():
+        path = f"{base}/{name}"
+        if value is None:
+            # A re-upload to the same place must not inherit a stale score, step or keep mark.
+            if previous is not None and run.exists(path):
+                run.pop(path)
+            continue
+        run[path] = value
+    run[f"{base}/{SHA256_FIELD}"] = sha256
+
+
+def delete_entries(run: Any, namespace: str, keys: Iterable[str]) -> int:
+    """Queue deletion of the known fields of each entry (the file first, sha256 last).
+
+    Only the fields this provider writes are removed, so nothing else a user stored under the
+    namespace is touched. Returns how many fields were queued for deletion.
+    """
+    run.sync()
+    removed = 0
+    for key in keys:
+        for name in ENTRY_FIELDS_DELETE_ORDER:
+            path = f"{namespace}/{key}/{name}"
+            if run.exists(path):
+                run.pop(path)
+                removed += 1
+    return removed
+
+
+def table_row_fields(row: Any) -> tuple[str, dict[str, Any], set[str]]:
+    """(sys/id, {path: value}, {paths of File fields}) of one ``fetch_runs_table`` row.
+
+    The client's ``TableEntry`` offers no public listing of its fields; like the client's own
+    ``to_pandas`` this reads the entry's attribute list.
+    """
+    from neptune.internal.backends.api_model import AttributeType
+
+    values: dict[str, Any] = {}
+    files: set[str] = set()
+    attributes: Iterable[Any] = getattr(row, "_attributes", ())
+    for attribute in attributes:
+        if attribute.type == AttributeType.FILE:
+            files.add(attribute.path)
+            continue
+        if attribute.type in (AttributeType.FLOAT_SERIES, AttributeType.STRING_SERIES):
+            values[attribute.path] = attribute.properties.get("last")
+        elif attribute.type == AttributeType.STRING_SET:
+            values[attribute.path] = set(attribute.properties.get("values") or ())
+        else:
+            values[attribute.path] = attribute.properties.get("value")
+    run_id = values.get("sys/id") or getattr(row, "_id", "")
+    return str(run_id), values, files
+
+
+def created_at(values: Mapping[str, Any]) -> datetime | None:
+    """The run's creation time from its table fields, as an aware datetime."""
+    value = values.get("sys/creation_time")
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return None
