@@ -21,6 +21,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context, TaskGroup, TriggerRule
 from airflow.sdk.exceptions import AirflowFailException
+from packaging.version import InvalidVersion, Version
 
 from airflow_provider_neptune.operators.environment import (
     FINGERPRINT_XCOM_KEY,
@@ -39,13 +40,20 @@ def worker_name(key: str, fingerprint: Mapping[str, Any] | None) -> str:
 
 
 def _grouped(values: Mapping[str, str]) -> str:
-    """``"1.13.0 on a (h1); 1.14.0 on b (h2), c (h3)"``: workers grouped by value, values sorted."""
+    """``"1.13.0 on a (h1); 1.14.0 on b (h2), c (h3)"``: workers grouped by value, oldest first."""
     by_value: dict[str, list[str]] = {}
     for worker, value in values.items():
         by_value.setdefault(value, []).append(worker)
-    return "; ".join(
-        f"{value} on {', '.join(sorted(workers))}" for value, workers in sorted(by_value.items())
-    )
+    ordered = sorted(by_value.items(), key=lambda item: _version_key(item[0]))
+    return "; ".join(f"{value} on {', '.join(sorted(workers))}" for value, workers in ordered)
+
+
+def _version_key(value: str) -> tuple[int, Version, str]:
+    """Sort versions by PEP 440 order (``1.9`` before ``1.13``), anything else after, by text."""
+    try:
+        return (0, Version(value), value)
+    except InvalidVersion:
+        return (1, Version("0"), value)
 
 
 def compare_fingerprints(
