@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
+    from airflow_provider_neptune.hooks.neptune import NeptuneHook
+
 PROGRESS_MIN_POINTS = 1000
 """Inputs with at least this many points get progress lines in the task log."""
 
@@ -96,6 +98,12 @@ class NeptuneLogMetricsOperator(BaseOperator):
         self.neptune_conn_id = neptune_conn_id
         self.project = project
 
+    def make_hook(self) -> NeptuneHook:
+        """Return a hook on the operator's connection and project."""
+        from airflow_provider_neptune.hooks.neptune import NeptuneHook
+
+        return NeptuneHook(self.neptune_conn_id, project=self.project)
+
     def load(self) -> MetricBatch:
         """Load and validate the (rendered) input; an invalid input fails the task without retries."""
         try:
@@ -132,9 +140,7 @@ class NeptuneLogMetricsOperator(BaseOperator):
             if batch.points >= PROGRESS_MIN_POINTS
             else None
         )
-        from airflow_provider_neptune.hooks.neptune import NeptuneHook
-
-        hook = NeptuneHook(self.neptune_conn_id, project=self.project)
+        hook = self.make_hook()
         try:
             record_run_link(self, context, hook.run_url(run_id))
             summary = dict(
