@@ -1,0 +1,219 @@
+"""Verified delivery: proof that what a run handle logged reached the server.
+
+The neptune client can lose data silently: in async mode an operation error is only logged by the
+background thread (``ConsumerThread._handle_errors``), and a single HTTP 400 kills that thread, after
+which operations pile up in the disk queue while user code sees no exception. This module
+
+* captures the operation errors of a handle (async: a wrapper around the consumer's error handler
+  and around its work loop, which also records what killed the thread; sync: the exception the
+  call raises, recorded by the hook),
+* waits, with a deadline, until the async queue is drained (polling the processor's consumed
+  version, never the client's unbounded ``wait()``),
+* and compares the server's last step of each series with the last step sent.
+
+Anything wrong raises :class:`NeptuneDeliveryError` naming the run, the series and steps lost, the
+operation errors, and where the unsent queue lies on disk (for ``neptune sync``).
+
+It relies on these client internals (neptune 1.x): ``Run._op_processor``, the async processor's
+``_consumer``, ``_last_version``, ``_consumed_version``, ``_queue`` and ``data_path``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_neptune.exceptions import NeptuneDeliveryError
+
+log = logging.getLogger(__name__)
+
+_TRACKER_ATTR = "_neptune_provider_tracker"
+_POLL_SECONDS = 0.05
+_STEP_TOLERANCE = 1e-9
+
+
+@dataclass
+class DeliveryTracker:
+    """Operation errors and a fatal background-thread error captured for one run handle."""
+
+    errors: list[str] = field(default_factory=list)
+    fatal: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    hooked_consumer: int | None = None
+
+    def add_errors(self, errors: list[Any]) -> None:
+        """Record operation errors (messages only)."""
+        with self.lock:
+            self.errors.extend(str(e) for e in errors)
+
+    def take_errors(self) -> list[str]:
+        """Return and forget the recorded operation errors."""
+        with self.lock:
+            taken, self.errors = self.errors, []
+            return taken
+
+
+def real_processor(run: Any) -> Any:
+    """The run's operation processor, unwrapping the lazy wrapper used after a fork."""
+    processor = getattr(run, "_op_processor", None)
+    inner = getattr(processor, "_operation_processor", None)
+    if inner is not None:
+        return inner
+    if processor is not None and type(processor).__name__ == "LazyOperationProcessorWrapper":
+        return None  # not started yet: nothing queued
+    return processor
+
+
+def consumer_of(run: Any) -> Any:
+    """The async background thread of a run handle, or None in other modes."""
+    return getattr(real_processor(run), "_consumer", None)
+
+
+def tracker_of(run: Any) -> DeliveryTracker:
+    """The tracker of a run handle, attached (and the async consumer wrapped) on first use."""
+    tracker: DeliveryTracker | None = getattr(run, _TRACKER_ATTR, None)
+    if tracker is None:
+        tracker = DeliveryTracker()
+        object.__setattr__(run, _TRACKER_ATTR, tracker)
+    consumer = consumer_of(run)
+    if consumer is not None and tracker.hooked_consumer != id(consumer):
+        _wrap_consumer(consumer, tracker)
+        tracker.hooked_consumer = id(consumer)
+    return tracker
+
+
+def _wrap_consumer(consumer: Any, tracker: DeliveryTracker) -> None:
+    original_handle = consumer._handle_errors
+    original_work = consumer.work
+
+    def handle_errors(errors: list[Any]) -> None:
+        tracker.add_errors(errors)
+        original_handle(errors)
+
+    def work() -> None:
+        try:
+            original_work()
+        except BaseException as exc:
+            tracker.fatal = f"{type(exc).__name__}: {exc}"
+            raise
+
+    # Instance attributes shadow the class methods the thread calls as self.work()/self._handle_errors().
+    consumer._handle_errors = handle_errors
+    consumer.work = work
+
+
+def queue_path(run: Any) -> str | None:
+    """Where the run's operation queue lies on disk (async/offline), or None."""
+    processor = real_processor(run)
+    path = getattr(processor, "data_path", None) if processor is not None else None
+    return str(path) if path is not None else None
+
+
+def sync_hint(path: str | None) -> str:
+    """How to upload a left-over queue with the neptune CLI."""
+    if not path:
+        return ""
+    data_dir = Path(path).parent.parent
+    if data_dir.name == ".neptune":
+        return f"; upload it with `neptune sync --path {data_dir.parent}`"
+    return f"; upload it with `neptune sync` from a directory whose .neptune folder holds {data_dir}"
+
+
+def pending_operations(run: Any) -> int:
+    """Operations queued but not yet acknowledged by the server (0 outside async mode)."""
+    processor = real_processor(run)
+    if processor is None or not hasattr(processor, "_consumed_version"):
+        return 0
+    return max(0, int(processor._last_version) - int(processor._consumed_version))
+
+
+@dataclass
+class DrainResult:
+    """Outcome of waiting for the async queue."""
+
+    drained: bool
+    pending: int
+    thread_alive: bool
+    waited: float
+
+
+def wait_drained(run: Any, timeout: float) -> DrainResult:
+    """Wait until every queued operation is acknowledged, the thread dies, or the timeout passes."""
+    start = time.monotonic()
+    processor = real_processor(run)
+    consumer = getattr(processor, "_consumer", None)
+    if processor is None or consumer is None:
+        return DrainResult(True, 0, True, 0.0)
+    tracker_of(run)
+    with run._lock:
+        processor.flush()
+    consumer.wake_up()
+    deadline = start + max(0.0, timeout)
+    woke = time.monotonic()
+    while True:
+        pending = pending_operations(run)
+        alive = consumer.is_alive() and consumer.is_running()
+        if pending == 0:
+            return DrainResult(True, 0, alive, time.monotonic() - start)
+        if not alive or time.monotonic() >= deadline:
+            return DrainResult(False, pending, alive, time.monotonic() - start)
+        if time.monotonic() - woke > 1.0:
+            consumer.wake_up()  # the thread sleeps flush_period between batches; keep it busy
+            woke = time.monotonic()
+        time.sleep(_POLL_SECONDS)
+
+
+def verify_delivery(
+    run: Any,
+    *,
+    run_id: str,
+    timeout: float,
+    expected_last_steps: Mapping[str, float] | None,
+    read_last_steps: Callable[[list[str]], dict[str, float | None]],
+    extra_errors: list[str] | None = None,
+) -> dict[str, float | None]:
+    """Drain, check errors and the server's last steps; raise NeptuneDeliveryError on any loss."""
+    result = wait_drained(run, timeout)
+    tracker = tracker_of(run)
+    errors = [*(extra_errors or []), *tracker.take_errors()]
+    problems: list[str] = []
+    if not result.thread_alive:
+        why = f" ({tracker.fatal})" if tracker.fatal else ""
+        problems.append(f"the neptune async thread is dead{why}, {result.pending} operation(s) unsent")
+    elif not result.drained:
+        problems.append(f"{result.pending} operation(s) still unsent after {timeout:g} s")
+    if errors:
+        shown = "; ".join(errors[:5]) + (f"; ... {len(errors) - 5} more" if len(errors) > 5 else "")
+        problems.append(f"the server rejected {len(errors)} operation(s): {shown}")
+
+    server_steps: dict[str, float | None] = {}
+    missing: dict[str, tuple[float | None, float | None]] = {}
+    if expected_last_steps:
+        # Read back unless the server is unreachable (queue stuck while the thread is alive).
+        if result.drained or not result.thread_alive:
+            try:
+                server_steps = read_last_steps(list(expected_last_steps))
+            except Exception as exc:
+                problems.append(f"could not read the series back ({type(exc).__name__}: {exc})")
+        for series, expected in expected_last_steps.items():
+            got = server_steps.get(series)
+            if got is None or got + _STEP_TOLERANCE < float(expected):
+                missing[series] = (got, float(expected))
+        if missing:
+            described = ", ".join(
+                f"{series} (server last step {got if got is not None else 'none'}, sent up to {want:g})"
+                for series, (got, want) in sorted(missing.items())
+            )
+            problems.append(f"not on the server: {described}")
+
+    if problems:
+        left_at = queue_path(run) if result.pending else None
+        where = f". Unsent data lies on disk at {left_at}{sync_hint(left_at)}" if left_at else ""
+        message = f"Neptune delivery failed for run {run_id}: " + "; ".join(problems) + where
+        raise NeptuneDeliveryError(message, run_id=run_id, queue_path=left_at, missing=missing, errors=errors)
+    return server_steps

@@ -1,0 +1,192 @@
+"""The shared request budget: one sliding-window limit per Neptune server and workspace.
+
+Built on pyrate-limiter (a maintained limiter library), with its sliding-window log algorithm, which
+matches how a server counts requests in any one-second window. Where the budget lives decides who
+shares it (``rate_limit_storage``):
+
+* ``memory`` - every thread of one process (``InMemoryBucket``);
+* an absolute file path - every process on one host (``SQLiteBucket`` with a file lock);
+* ``redis://...`` - every host (``RedisBucket``, atomic Lua script; hosts need synchronised clocks).
+
+The window is a little longer than a second (:data:`WINDOW_MARGIN_MS`) so that the jitter between
+taking a permit and the request reaching the server does not push the server's count over its limit.
+If the store itself fails (Redis down, disk full) the request goes ahead - Neptune's own 429 and the
+retry policy still protect the server - and a warning is logged, at most once a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pyrate_limiter import Limiter, Rate
+
+log = logging.getLogger(__name__)
+
+#: Extra milliseconds added to the one-second window, absorbing latency jitter.
+WINDOW_MARGIN_MS = 100
+#: Sleep added by pyrate-limiter on top of the computed wait.
+BUFFER_MS = 10
+#: Longest wait for a permit before the request is refused with BudgetTimeout.
+DEFAULT_ACQUIRE_TIMEOUT = 300.0
+_WARN_EVERY_SECONDS = 60.0
+
+
+class BudgetTimeout(Exception):
+    """No permit within the acquire timeout (the budget is exhausted by other tasks)."""
+
+
+def rates_for(rate_per_second: float, margin_ms: int = WINDOW_MARGIN_MS) -> list[Rate]:
+    """pyrate-limiter rates for a per-second budget.
+
+    At least one request per second: ``floor(rate)`` per (1 s + margin). Below one: one request per
+    ``1/rate`` seconds (+ margin).
+    """
+    if rate_per_second <= 0:
+        raise ValueError("rate_per_second must be > 0")
+    if rate_per_second >= 1:
+        return [Rate(math.floor(rate_per_second), 1000 + margin_ms)]
+    return [Rate(1, math.ceil(1000 / rate_per_second) + margin_ms)]
+
+
+def storage_kind(storage: str) -> str:
+    """'memory', 'redis' or 'file' for a validated ``rate_limit_storage`` value."""
+    if storage == "memory":
+        return "memory"
+    if storage.lower().startswith(("redis://", "rediss://", "unix://")):
+        return "redis"
+    return "file"
+
+
+def _table_name(key: str) -> str:
+    return "budget_" + "".join(ch if ch.isalnum() else "_" for ch in key)
+
+
+class RequestBudget:
+    """One budget, usable from any thread: :meth:`acquire` blocks until a request may be sent."""
+
+    def __init__(self, key: str, rate_per_second: float, storage: str, *, margin_ms: int = WINDOW_MARGIN_MS):
+        self.key = key
+        self.rate_per_second = rate_per_second
+        self.storage = storage
+        self.kind = storage_kind(storage)
+        self.rates = rates_for(rate_per_second, margin_ms)
+        self.waited_seconds = 0.0
+        self.store_errors = 0
+        self._last_warning = 0.0
+        self._lock = threading.Lock()
+        self._limiter = Limiter(self._make_bucket(), buffer_ms=BUFFER_MS)
+
+    def _make_bucket(self) -> Any:
+        if self.kind == "memory":
+            from pyrate_limiter import InMemoryBucket
+
+            return InMemoryBucket(self.rates)
+        if self.kind == "file":
+            from pyrate_limiter import SQLiteBucket
+
+            Path(self.storage).parent.mkdir(parents=True, exist_ok=True)
+            return SQLiteBucket.init_from_file(
+                self.rates,
+                table=_table_name(self.key),
+                db_path=self.storage,
+                create_new_table=True,
+                use_file_lock=True,
+            )
+        import redis
+        from pyrate_limiter import RedisBucket
+
+        client = redis.Redis.from_url(self.storage, socket_timeout=5, socket_connect_timeout=5)
+        return RedisBucket.init(self.rates, client, self.key)
+
+    def describe(self) -> str:
+        """Human-readable summary without secrets (a Redis URL's password is dropped)."""
+        where = self.storage
+        if self.kind == "redis" and "@" in where:
+            scheme, rest = where.split("://", 1)
+            where = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+        return f"{self.rate_per_second:g} req/s in {self.kind} ({where}), key {self.key}"
+
+    def acquire(self, timeout: float = DEFAULT_ACQUIRE_TIMEOUT) -> float:
+        """Block until a permit is granted; returns the seconds waited. Raises BudgetTimeout."""
+        start = time.monotonic()
+        try:
+            granted = self._limiter.try_acquire(self.key, 1, blocking=True, timeout=timeout)
+        except Exception as exc:  # store failure: fail open, loudly
+            self._store_failed(exc)
+            return time.monotonic() - start
+        if not granted:
+            raise BudgetTimeout(f"no request permit within {timeout:g} s from budget {self.describe()}")
+        waited = time.monotonic() - start
+        with self._lock:
+            self.waited_seconds += waited
+        return waited
+
+    def _store_failed(self, exc: Exception) -> None:
+        with self._lock:
+            self.store_errors += 1
+            now = time.monotonic()
+            warn = now - self._last_warning >= _WARN_EVERY_SECONDS
+            if warn:
+                self._last_warning = now
+        if warn:
+            log.warning(
+                "Neptune request budget store failed (%s: %s); sending without the shared limit. Budget: %s",
+                type(exc).__name__,
+                exc,
+                self.describe(),
+            )
+
+    def check(self) -> tuple[bool, str]:
+        """Is the store reachable? (for test_connection)."""
+        try:
+            buckets: list[Any] = list(self._limiter.buckets())
+            for bucket in buckets:
+                if self.kind == "redis":
+                    bucket.redis.ping()
+                elif self.kind == "file":
+                    bucket.count()
+        except Exception as exc:
+            return False, f"request budget store unreachable ({type(exc).__name__}: {exc})"
+        return True, f"request budget {self.describe()}"
+
+    def close(self) -> None:
+        """Stop the limiter's background leaker and close the store."""
+        try:
+            self._limiter.close()
+        except Exception:  # closing must never fail a task
+            log.debug("closing budget %s failed", self.key, exc_info=True)
+
+
+_BUDGETS: dict[tuple[int, str, float, str], RequestBudget] = {}
+_BUDGETS_LOCK = threading.Lock()
+
+
+def get_budget(key: str, rate_per_second: float, storage: str) -> RequestBudget | None:
+    """The process-wide budget for this key, rate and store (None when the rate is 0: no limit).
+
+    Budgets are per process id, so a forked worker never reuses its parent's connections.
+    """
+    if rate_per_second <= 0:
+        return None
+    ident = (os.getpid(), key, rate_per_second, storage)
+    with _BUDGETS_LOCK:
+        budget = _BUDGETS.get(ident)
+        if budget is None:
+            budget = RequestBudget(key, rate_per_second, storage)
+            _BUDGETS[ident] = budget
+        return budget
+
+
+def close_budgets() -> None:
+    """Close every budget of this process (tests and interpreter exit)."""
+    with _BUDGETS_LOCK:
+        budgets = [b for (pid, *_), b in _BUDGETS.items() if pid == os.getpid()]
+        _BUDGETS.clear()
+    for budget in budgets:
+        budget.close()
