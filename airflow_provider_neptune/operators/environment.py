@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_neptune.exceptions import NeptuneProviderError
 from airflow_provider_neptune.operators.environment_checks import (
     LEGACY_CLIENT_DISTRIBUTION,
     NEPTUNE_DISTRIBUTION,
@@ -63,7 +64,7 @@ _MASK = "***"
 _PATH_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-class NeptuneEnvironmentError(AirflowException):
+class NeptuneEnvironmentError(NeptuneProviderError):
     """Some checks failed, at least one of which may pass on retry (connection, clock, latency)."""
 
     def __init__(self, message: str, failures: Sequence[CheckResult]) -> None:
