@@ -8,6 +8,7 @@ of the worker (versions, variable names, hostname, mode) that
 
 from __future__ import annotations
 
+import ast
 import base64
 import binascii
 import json
@@ -129,6 +130,22 @@ def scrub(value: Any, secrets: Iterable[str]) -> Any:
     if isinstance(value, list | tuple):
         return [scrub(v, ordered) for v in value]
     return value
+
+
+def variable_names(value: Iterable[str] | str | None) -> list[str]:
+    """Names from a list, or from a rendered template: ``"['A', 'B']"``, ``'["A"]'`` or ``"A, B"``."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                parsed = ast.literal_eval(text)
+            except (ValueError, SyntaxError) as err:
+                raise ValueError(f"required_env {value!r} is not a list of variable names") from err
+            return [str(name).strip() for name in parsed if str(name).strip()]
+        return [name for name in re.split(r"[,\s]+", text) if name]
+    return [str(name).strip() for name in value if str(name).strip()]
 
 
 def _reported_names(required_env: Iterable[str], environ: Mapping[str, str]) -> list[str]:
@@ -332,8 +349,8 @@ class NeptuneValidateEnvironmentOperator(BaseOperator):
     :param requirements: extra or overriding requirements: ``{"numpy": ">=1.26", "neptune": "==1.14.*"}``
         or ``["numpy>=1.26", "python>=3.11"]``; ``None`` as specifier only requires the package.
     :param required_env: names of environment variables that must be set (``NEPTUNE_API_TOKEN`` and
-        ``NEPTUNE_PROJECT`` also count as set when the connection supplies them). Values are never read
-        into logs or XCom.
+        ``NEPTUNE_PROJECT`` also count as set when the connection supplies them): a list, or a string
+        rendered from a template (``"A, B"`` or a list literal). Values never reach logs or XCom.
     :param check_connection: also check the connection, server client range, round trip and clock.
     :param min_free_disk_mb: free space the data directory must have (the async queue lives there).
     :param run_id: when set, the fingerprint is also logged to this run under
@@ -358,7 +375,7 @@ class NeptuneValidateEnvironmentOperator(BaseOperator):
         self,
         *,
         requirements: Mapping[str, str | None] | Sequence[str] | str | None = None,
-        required_env: Sequence[str] = (),
+        required_env: Sequence[str] | str = (),
         check_connection: bool = True,
         min_free_disk_mb: float = 0.0,
         run_id: str | None = None,
@@ -407,7 +424,7 @@ class NeptuneValidateEnvironmentOperator(BaseOperator):
         report = collect_environment(
             requirements=self.requirements,
             include_default_requirements=self.include_default_requirements,
-            required_env=list(self.required_env or ()),
+            required_env=variable_names(self.required_env),
             hook=self.hook,
             check_connection=self.check_connection,
             min_free_disk_mb=float(self.min_free_disk_mb or 0.0),

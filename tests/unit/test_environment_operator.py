@@ -24,6 +24,7 @@ from airflow_provider_neptune.operators.environment import (
     run_path,
     scrub,
     secrets_of,
+    variable_names,
 )
 
 API_KEY = "k3y-that-must-stay-hidden"
@@ -273,3 +274,14 @@ def test_malformed_literal_requirement_fails_at_parse_time() -> None:
         NeptuneValidateEnvironmentOperator(task_id="t", requirements={"neptune": ">>1"})
     templated = NeptuneValidateEnvironmentOperator(task_id="t", requirements="{{ params.reqs }}")
     assert "requirements" in templated.template_fields
+
+
+def test_required_env_from_rendered_templates() -> None:
+    assert variable_names(["A", " B ", ""]) == ["A", "B"]
+    assert variable_names("['A', 'B']") == ["A", "B"]
+    assert variable_names('["A"]') == ["A"]
+    assert variable_names("A, B C") == ["A", "B", "C"]
+    assert variable_names("") == []
+    assert variable_names(None) == []
+    with pytest.raises(ValueError, match="not a list of variable names"):
+        variable_names("[A")
