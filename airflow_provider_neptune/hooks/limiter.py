@@ -80,7 +80,23 @@ class RequestBudget:
         self.store_errors = 0
         self._last_warning = 0.0
         self._lock = threading.Lock()
-        self._limiter = Limiter(self._make_bucket(), buffer_ms=BUFFER_MS)
+        self._limiter: Limiter | None = None
+        self._next_connect = 0.0
+
+    def _get_limiter(self) -> Limiter | None:
+        """The limiter, connecting to its store on first use (and again at most every 5 s after a failure)."""
+        if self._limiter is not None:
+            return self._limiter
+        with self._lock:
+            if self._limiter is None:
+                if time.monotonic() < self._next_connect:
+                    return None  # store recently unreachable: fail open without hammering it
+                try:
+                    self._limiter = Limiter(self._make_bucket(), buffer_ms=BUFFER_MS)
+                except Exception:
+                    self._next_connect = time.monotonic() + 5.0
+                    raise
+            return self._limiter
 
     def _make_bucket(self) -> Any:
         if self.kind == "memory":
@@ -116,7 +132,10 @@ class RequestBudget:
         """Block until a permit is granted; returns the seconds waited. Raises BudgetTimeout."""
         start = time.monotonic()
         try:
-            granted = self._limiter.try_acquire(self.key, 1, blocking=True, timeout=timeout)
+            limiter = self._get_limiter()
+            if limiter is None:
+                raise ConnectionError("store unreachable a moment ago; reconnecting shortly")
+            granted = limiter.try_acquire(self.key, 1, blocking=True, timeout=timeout)
         except Exception as exc:  # store failure: fail open, loudly
             self._store_failed(exc)
             return time.monotonic() - start
@@ -145,7 +164,10 @@ class RequestBudget:
     def check(self) -> tuple[bool, str]:
         """Is the store reachable? (for test_connection)."""
         try:
-            buckets: list[Any] = list(self._limiter.buckets())
+            limiter = self._get_limiter()
+            buckets: list[Any] = list(limiter.buckets()) if limiter is not None else []
+            if limiter is None:
+                raise ConnectionError("store unreachable a moment ago")
             for bucket in buckets:
                 if self.kind == "redis":
                     bucket.redis.ping()
@@ -158,7 +180,8 @@ class RequestBudget:
     def close(self) -> None:
         """Stop the limiter's background leaker and close the store."""
         try:
-            self._limiter.close()
+            if self._limiter is not None:
+                self._limiter.close()
         except Exception:  # closing must never fail a task
             log.debug("closing budget %s failed", self.key, exc_info=True)
 

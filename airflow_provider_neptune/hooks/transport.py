@@ -32,7 +32,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState
 
-from airflow_provider_neptune.hooks.limiter import BudgetTimeout, RequestBudget
+from airflow_provider_neptune.hooks.limiter import DEFAULT_ACQUIRE_TIMEOUT, BudgetTimeout, RequestBudget
 from airflow_provider_neptune.hooks.retry import (
     AUTH_STATUSES,
     RetryPolicy,
@@ -145,6 +145,7 @@ class OriginPolicy:
         self.request_timeout = request_timeout
         self.counters = Counters()
         self.sleep = sleep
+        self.acquire_timeout = DEFAULT_ACQUIRE_TIMEOUT
         self.last_date_header: str | None = None
 
     @property
@@ -169,7 +170,7 @@ class OriginPolicy:
         def attempt() -> requests.Response:
             if self.budget is not None:
                 try:
-                    self.budget.acquire()
+                    self.budget.acquire(self.acquire_timeout)
                 except BudgetTimeout as exc:
                     raise RateBudgetExhausted(str(exc), request=request) from exc
             body.rewind()
@@ -355,6 +356,13 @@ def policy_for_url(url: str) -> OriginPolicy | None:
     except ValueError:
         return None
     return _REGISTRY.get(key)
+
+
+def unregister(origins: tuple[str, ...] | list[str]) -> None:
+    """Stop routing these origins through any policy."""
+    with _REGISTRY_LOCK:
+        for origin in origins:
+            _REGISTRY.pop(url_origin(origin), None)
 
 
 def unregister_all() -> None:

@@ -1,0 +1,117 @@
+"""The shared request budget: rates, stores (memory, file across processes), failure handling."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_neptune.hooks.limiter import (
+    WINDOW_MARGIN_MS,
+    BudgetTimeout,
+    RequestBudget,
+    close_budgets,
+    get_budget,
+    rates_for,
+    storage_kind,
+)
+
+
+def test_rates_for_whole_and_fractional_budgets() -> None:
+    (rate,) = rates_for(10)
+    assert (rate.limit, rate.interval) == (10, 1000 + WINDOW_MARGIN_MS)
+    (rate,) = rates_for(2.7)
+    assert rate.limit == 2  # rounded down: never above the budget
+    (rate,) = rates_for(0.5)
+    assert (rate.limit, rate.interval) == (1, 2000 + WINDOW_MARGIN_MS)
+    with pytest.raises(ValueError, match="> 0"):
+        rates_for(0)
+
+
+def test_storage_kind() -> None:
+    assert storage_kind("memory") == "memory"
+    assert storage_kind("redis://h:6379/0") == "redis"
+    assert storage_kind("rediss://h/0") == "redis"
+    assert storage_kind("/tmp/x.sqlite") == "file"
+
+
+def test_memory_budget_grants_the_window_then_refuses() -> None:
+    budget = RequestBudget("neptune-test-mem", 5, "memory")
+    try:
+        for _ in range(5):
+            budget.acquire(timeout=0)
+        with pytest.raises(BudgetTimeout, match="5 req/s in memory"):
+            budget.acquire(timeout=0)
+    finally:
+        budget.close()
+
+
+def test_zero_rate_means_no_budget() -> None:
+    assert get_budget("k", 0, "memory") is None
+
+
+def test_budgets_are_shared_per_key_rate_and_store() -> None:
+    try:
+        a = get_budget("neptune-shared", 3, "memory")
+        assert a is get_budget("neptune-shared", 3, "memory")
+        assert a is not get_budget("neptune-other", 3, "memory")
+        assert a is not get_budget("neptune-shared", 4, "memory")
+    finally:
+        close_budgets()
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from airflow_provider_neptune.hooks.limiter import BudgetTimeout, RequestBudget
+    budget = RequestBudget(sys.argv[1], 0.01, sys.argv[2])
+    try:
+        budget.acquire(timeout=0)
+        print("granted")
+    except BudgetTimeout:
+        print("refused")
+    budget.close()
+    """
+)
+
+
+def _child(key: str, store: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, key, str(store)], capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout.strip()
+
+
+def test_file_budget_is_shared_across_processes(tmp_path: Path) -> None:
+    store = tmp_path / "sub" / "budget.sqlite"
+    # One request per 100 s: the parent takes the only permit, so another process must be refused.
+    parent = RequestBudget("neptune-file-shared", 0.01, str(store))
+    try:
+        parent.acquire(timeout=0)
+        assert store.exists()
+        assert _child("neptune-file-shared", store) == "refused"
+        assert _child("neptune-file-other-key", store) == "granted"
+        ok, message = parent.check()
+        assert ok
+        assert "file" in message
+    finally:
+        parent.close()
+
+
+def test_unreachable_redis_fails_open_and_reports(caplog: pytest.LogCaptureFixture) -> None:
+    budget = RequestBudget("neptune-redis-down", 5, "redis://:hunter2@127.0.0.1:1/0")
+    try:
+        budget.acquire(timeout=1)  # no exception: the request may go, the server still limits
+        budget.acquire(timeout=1)
+        assert budget.store_errors == 2
+        warnings = [r for r in caplog.records if "budget store failed" in r.getMessage()]
+        assert len(warnings) == 1  # logged at most once a minute
+        ok, message = budget.check()
+        assert not ok
+        assert "unreachable" in message
+        assert "hunter2" not in budget.describe()
+    finally:
+        budget.close()

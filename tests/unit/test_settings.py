@@ -1,0 +1,265 @@
+"""Settings resolution: precedence argument > connection > environment > default; every validation error."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from airflow_provider_neptune.exceptions import NeptuneSettingsError
+from airflow_provider_neptune.hooks.settings import (
+    DEFAULTS,
+    NeptuneSettings,
+    decode_token,
+    encode_token,
+    is_loopback_host,
+    resolve_settings,
+    url_origin,
+)
+
+SECRET = "s3cr3t-api-key-value"
+LOCAL_TOKEN = encode_token({"api_address": "http://127.0.0.1:5555", "api_key": SECRET})
+REMOTE_TOKEN = encode_token({"api_address": "https://neptune.example.com", "api_key": SECRET})
+
+
+@dataclass
+class Conn:
+    password: str | None = None
+    host: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def extra_dejson(self) -> dict[str, Any]:
+        return self.extra
+
+
+def resolve(conn: Conn | None = None, env: dict[str, str] | None = None, **arguments: Any) -> NeptuneSettings:
+    return resolve_settings("neptune_default", conn, arguments, env or {})
+
+
+def test_defaults_apply_when_nothing_else_is_set() -> None:
+    s = resolve(Conn(password=LOCAL_TOKEN, extra={"project": "ws/proj"}))
+    assert s.mode == DEFAULTS["mode"] == "async"
+    assert s.rate_limit_per_second == 20.0
+    assert s.rate_limit_storage == "memory"
+    assert s.retry_count == 5
+    assert s.retry_backoff == 0.5
+    assert s.request_timeout == 60.0
+    assert s.logging_level is None
+    assert s.api_address == "http://127.0.0.1:5555"
+    assert s.project == "ws/proj"
+    assert s.workspace == "ws"
+
+
+def test_argument_beats_connection_beats_environment() -> None:
+    env = {
+        "NEPTUNE_API_TOKEN": REMOTE_TOKEN,
+        "NEPTUNE_PROJECT": "env/proj",
+        "NEPTUNE_MODE": "offline",
+        "NEPTUNE_CONNECTION_RETRY_COUNT": "7",
+        "NEPTUNE_CONNECTION_BACKOFF": "2.5",
+        "NEPTUNE_LOGGING_LEVEL": "warning",
+        "NEPTUNE_REQUEST_TIMEOUT": "11",
+    }
+    conn = Conn(
+        password=LOCAL_TOKEN,
+        extra={"project": "conn/proj", "mode": "sync", "retry_count": "3", "rate_limit_per_second": "4"},
+    )
+    s = resolve(conn, env, project="arg/proj", retry_count=1)
+    assert s.project == "arg/proj"  # argument
+    assert s.retry_count == 1  # argument
+    assert s.mode == "sync"  # connection
+    assert s.rate_limit_per_second == 4.0  # connection (string from the UI)
+    assert s.api_address == "http://127.0.0.1:5555"  # connection password beats NEPTUNE_API_TOKEN
+    assert s.retry_backoff == 2.5  # environment
+    assert s.logging_level == "WARNING"  # environment, normalised
+    assert s.request_timeout == 11.0  # environment
+
+
+def test_environment_used_without_connection() -> None:
+    env = {"NEPTUNE_API_TOKEN": REMOTE_TOKEN, "NEPTUNE_PROJECT": "env/proj", "NEPTUNE_MODE": "read-only"}
+    s = resolve(None, env)
+    assert (s.project, s.mode, s.api_address) == ("env/proj", "read-only", "https://neptune.example.com")
+
+
+def test_blank_values_fall_through_to_the_next_source() -> None:
+    conn = Conn(password="  ", extra={"project": "", "mode": None})
+    s = resolve(conn, {"NEPTUNE_API_TOKEN": LOCAL_TOKEN, "NEPTUNE_PROJECT": "env/p"}, mode="")
+    assert s.project == "env/p"
+    assert s.mode == "async"
+    assert s.api_address == "http://127.0.0.1:5555"
+
+
+def test_prefixed_extra_keys_of_older_forms_are_read() -> None:
+    s = resolve(Conn(password=LOCAL_TOKEN, extra={"extra__neptune__project": "old/form"}))
+    assert s.project == "old/form"
+
+
+def test_repr_and_str_never_show_the_token() -> None:
+    s = resolve(Conn(password=LOCAL_TOKEN, extra={"project": "ws/p"}))
+    for text in (repr(s), str(s)):
+        assert LOCAL_TOKEN not in text
+        assert SECRET not in text
+    assert s.api_token == LOCAL_TOKEN
+
+
+def test_settings_are_frozen() -> None:
+    s = resolve(Conn(password=LOCAL_TOKEN, extra={"project": "ws/p"}))
+    with pytest.raises(AttributeError):
+        s.project = "other/p"  # type: ignore[misc]
+
+
+def test_connection_host_overrides_token_address() -> None:
+    s = resolve(Conn(password=REMOTE_TOKEN, host="http://localhost:9000", extra={"project": "ws/p"}))
+    assert s.api_address == "http://localhost:9000"
+    assert decode_token(s.api_token or "")["api_key"] == SECRET
+
+
+def test_budget_key_is_per_server_and_workspace() -> None:
+    a = resolve(Conn(password=LOCAL_TOKEN, extra={"project": "ws/p1"}))
+    b = resolve(Conn(password=LOCAL_TOKEN, extra={"project": "ws/p2"}))
+    c = resolve(Conn(password=LOCAL_TOKEN, extra={"project": "other/p1"}))
+    d = resolve(Conn(password=REMOTE_TOKEN, extra={"project": "ws/p1"}))
+    assert a.budget_key == b.budget_key
+    assert len({a.budget_key, c.budget_key, d.budget_key}) == 3
+
+
+def test_origins_and_loopback_detection() -> None:
+    assert url_origin("neptune.example.com") == "https://neptune.example.com:443"
+    assert url_origin("http://127.0.0.1:5555/api") == "http://127.0.0.1:5555"
+    assert url_origin("http://[::1]:80") == "http://[::1]:80"
+    assert all(is_loopback_host(h) for h in ("localhost", "127.0.0.1", "127.8.9.10", "::1", "[::1]"))
+    assert not any(is_loopback_host(h) for h in ("10.0.0.1", "example.com", "128.0.0.1"))
+
+
+def test_offline_and_debug_need_no_token_or_project() -> None:
+    s = resolve(None, {}, mode="offline")
+    assert s.api_token is None
+    assert not s.needs_server
+    assert resolve(None, {}, mode="debug").project is None
+
+
+# ------------------------------------------------------------------------- validation errors
+
+
+def _error(
+    conn: Conn | None = None, env: dict[str, str] | None = None, **arguments: Any
+) -> NeptuneSettingsError:
+    with pytest.raises(NeptuneSettingsError) as info:
+        resolve(conn, env, **arguments)
+    error = info.value
+    assert LOCAL_TOKEN not in str(error)
+    assert SECRET not in str(error)
+    return error
+
+
+GOOD = {"project": "ws/p"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "bad"),
+    [
+        ({"mode": "turbo"}, "mode", "turbo"),
+        ({"project": "no-slash"}, "project", "no-slash"),
+        ({"project": "a/b/c"}, "project", "a/b/c"),
+        ({"rate_limit_per_second": "fast"}, "rate_limit_per_second", "fast"),
+        ({"rate_limit_per_second": -1}, "rate_limit_per_second", -1),
+        ({"rate_limit_per_second": "inf"}, "rate_limit_per_second", "inf"),
+        ({"rate_limit_per_second": True}, "rate_limit_per_second", True),
+        ({"rate_limit_storage": "relative/path.sqlite"}, "rate_limit_storage", "relative/path.sqlite"),
+        ({"rate_limit_storage": "ftp://host/x"}, "rate_limit_storage", "ftp://host/x"),
+        ({"rate_limit_storage": "redis://"}, "rate_limit_storage", "redis://"),
+        ({"rate_limit_storage": "redis://host:notaport/0"}, "rate_limit_storage", "redis://host:notaport/0"),
+        ({"rate_limit_storage": "/tmp/dir/"}, "rate_limit_storage", "/tmp/dir/"),
+        ({"rate_limit_storage": 5}, "rate_limit_storage", 5),
+        ({"retry_count": "2.5"}, "retry_count", "2.5"),
+        ({"retry_count": 99}, "retry_count", 99),
+        ({"retry_count": -1}, "retry_count", -1),
+        ({"retry_backoff": 0}, "retry_backoff", 0),
+        ({"retry_backoff": 600}, "retry_backoff", 600),
+        ({"request_timeout": 0}, "request_timeout", 0),
+        ({"request_timeout": "soon"}, "request_timeout", "soon"),
+        ({"logging_level": "LOUD"}, "logging_level", "LOUD"),
+    ],
+)
+def test_each_bad_extra_value_is_named(extra: dict[str, Any], field: str, bad: Any) -> None:
+    error = _error(Conn(password=LOCAL_TOKEN, extra={**GOOD, **extra}))
+    assert error.field.startswith(field)
+    assert "connection 'neptune_default' extra" in error.field
+    assert error.value == bad
+    assert field in str(error)
+    assert repr(bad) in str(error)
+
+
+def test_bad_environment_value_names_the_variable() -> None:
+    error = _error(Conn(password=LOCAL_TOKEN, extra=GOOD), {"NEPTUNE_CONNECTION_RETRY_COUNT": "many"})
+    assert "NEPTUNE_CONNECTION_RETRY_COUNT" in str(error)
+    assert "'many'" in str(error)
+
+
+def test_bad_argument_is_named_as_argument() -> None:
+    error = _error(Conn(password=LOCAL_TOKEN, extra=GOOD), request_timeout=-3)
+    assert error.field == "request_timeout (argument)"
+
+
+def test_missing_token_for_a_server_mode() -> None:
+    error = _error(Conn(extra=GOOD))
+    assert error.field == "api_token"
+    assert "NEPTUNE_API_TOKEN" in str(error)
+
+
+def test_missing_project_for_a_server_mode() -> None:
+    error = _error(Conn(password=LOCAL_TOKEN))
+    assert error.field == "project"
+
+
+@pytest.mark.parametrize("token", ["not base64 at all!", encode_token({"no": "address"}), "bm90IGpzb24="])
+def test_malformed_token_is_rejected_without_echo(token: str) -> None:
+    error = _error(Conn(password=token, extra=GOOD))
+    assert error.field == "api_token"
+    assert token not in str(error)
+
+
+def test_plain_http_outside_loopback_is_refused() -> None:
+    token = encode_token({"api_address": "http://neptune.example.com", "api_key": SECRET})
+    error = _error(Conn(password=token, extra=GOOD))
+    assert "loopback" in str(error)
+    assert error.value == "http://neptune.example.com"
+
+
+def test_plain_http_api_url_outside_loopback_is_refused() -> None:
+    token = encode_token(
+        {"api_address": "https://ok.example.com", "api_url": "http://10.1.2.3", "api_key": SECRET}
+    )
+    error = _error(Conn(password=token, extra=GOOD))
+    assert error.field == "api_token api_url"
+
+
+def test_host_override_is_checked_too() -> None:
+    error = _error(Conn(password=LOCAL_TOKEN, host="http://192.168.1.5:8080", extra=GOOD))
+    assert error.field.startswith("host")
+
+
+def test_non_http_scheme_is_refused() -> None:
+    token = encode_token({"api_address": "ftp://127.0.0.1", "api_key": SECRET})
+    assert "http(s)" in str(_error(Conn(password=token, extra=GOOD)))
+
+
+def test_extra_must_be_an_object() -> None:
+    conn = Conn(password=LOCAL_TOKEN)
+    conn.extra = json.loads("[1, 2]")  # type: ignore[assignment]
+    assert _error(conn).field.startswith("extra")
+
+
+def test_valid_storages_are_normalised() -> None:
+    for value, expected in [
+        ("MEMORY", "memory"),
+        ("/var/tmp/budget.sqlite", "/var/tmp/budget.sqlite"),
+        ("file:///var/tmp/b.sqlite", "/var/tmp/b.sqlite"),
+        ("redis://:pw@redis:6379/0", "redis://:pw@redis:6379/0"),
+        ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+    ]:
+        s = resolve(Conn(password=LOCAL_TOKEN, extra={**GOOD, "rate_limit_storage": value}))
+        assert s.rate_limit_storage == expected
