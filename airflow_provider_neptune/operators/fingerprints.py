@@ -166,7 +166,8 @@ class NeptuneCompareEnvironmentsOperator(BaseOperator):
         if problems:
             lines = "\n".join(f"  - {line}" for line in problems)
             raise AirflowFailException(
-                f"Neptune environments differ across {len(fingerprints)} worker check(s):\n{lines}"
+                f"Neptune environment check found {len(problems)} problem(s) across "
+                f"{len(fingerprints)} worker(s):\n{lines}"
             )
         present = [fp for fp in fingerprints.values() if fp]
         summary = {

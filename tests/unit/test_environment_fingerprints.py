@@ -105,7 +105,7 @@ def test_compare_task_fails_with_own_failures_and_differences() -> None:
     with pytest.raises(AirflowFailException) as err:
         op.execute({"ti": FakeTI(xcom)})  # type: ignore[arg-type]
     assert str(err.value).splitlines() == [
-        "Neptune environments differ across 3 worker check(s):",
+        "Neptune environment check found 3 problem(s) across 3 worker(s):",
         "  - gpu (h2) failed its checks: required environment variable X is not set",
         "  - no fingerprint from c: the check did not run or failed before reporting",
         "  - package 'neptune' differs between workers: 1.13.0 on gpu (h2); 1.14.0 on default (h1)",
