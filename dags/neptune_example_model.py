@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,11 +79,19 @@ def _loss_and_accuracy(
     return loss, accuracy
 
 
-def train(config: TrainingConfig, out_dir: Path) -> dict[str, Any]:
-    """Train with mini-batch gradient descent; write per-epoch metrics (JSON) and one checkpoint per epoch.
+def checkpoint_epochs(epochs: int, slots: int) -> list[int]:
+    """``slots`` evenly spaced epochs (the last one is always the final epoch) at which to checkpoint."""
+    if slots < 1 or epochs < slots:
+        raise ValueError(f"need 1 <= slots <= epochs, got slots={slots}, epochs={epochs}")
+    return [math.ceil(k * epochs / slots) for k in range(1, slots + 1)]
 
-    Returns what the downstream tasks need: the metrics file, the checkpoints with their validation
-    accuracy, and the best and final validation accuracy. Steps are epoch numbers starting at 1.
+
+def train(config: TrainingConfig, out_dir: Path, checkpoint_at: Sequence[int]) -> dict[str, Any]:
+    """Train with mini-batch gradient descent; write per-epoch metrics (JSON) and checkpoint files.
+
+    Steps are epoch numbers starting at 1. Returns the metrics file, the epochs as steps, one
+    checkpoint record (path, epoch, validation accuracy as score) per epoch in ``checkpoint_at``,
+    and the best and final validation accuracy.
     """
     import numpy as np
 
@@ -108,18 +116,15 @@ def train(config: TrainingConfig, out_dir: Path) -> dict[str, Any]:
             if not math.isfinite(value):
                 raise ArithmeticError(f"{config.name}: {name} is {value} at epoch {epoch}")
             history[name].append(round(value, 6))
-        path = out_dir / f"checkpoint-epoch{epoch:03d}.npz"
-        np.savez(path, weights=weights, bias=np.array([bias]), epoch=np.array([epoch]))
-        checkpoints.append({"path": str(path), "epoch": epoch, "score": round(val_acc, 6)})
-    steps = list(range(1, config.epochs + 1))
+        if epoch in checkpoint_at:
+            path = out_dir / f"checkpoint-epoch{epoch:03d}.npz"
+            np.savez(path, weights=weights, bias=np.array([bias]), epoch=np.array([epoch]))
+            checkpoints.append({"path": str(path), "epoch": epoch, "score": round(val_acc, 6)})
     metrics_path = out_dir / "metrics.json"
     metrics_path.write_text(json.dumps(history))
-    steps_path = out_dir / "steps.json"
-    steps_path.write_text(json.dumps(steps))
     return {
-        "name": config.name,
         "metrics_path": str(metrics_path),
-        "steps": steps,
+        "steps": list(range(1, config.epochs + 1)),
         "checkpoints": checkpoints,
         "best_val_accuracy": max(history["val/accuracy"]),
         "final_val_accuracy": history["val/accuracy"][-1],
