@@ -14,6 +14,10 @@ and passes every other request through untouched. For a registered origin each t
    429 and 5xx, honouring the whole Retry-After - only when the body can be sent again;
 4. is counted (requests, 429s, retries, bytes) and, at DEBUG level, logged with its status and
    duration. Headers are never logged, so the ``X-Neptune-Api-Token`` header never appears.
+
+The client's one request outside ``requests`` - the websocket handshake for run signals, which
+reconnects with backoff while a run is open - takes a budget permit too (the neptune websocket
+adapter's ``connect`` is wrapped the same way, once); its retries are the client's own.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ log = logging.getLogger("airflow_provider_neptune.http")
 
 _INSTALL_LOCK = threading.Lock()
 _ORIGINAL_SEND_ATTR = "_neptune_provider_original_send"
+_ORIGINAL_WS_ATTR = "_neptune_provider_original_connect"
 _REGISTRY: dict[str, OriginPolicy] = {}
 _REGISTRY_LOCK = threading.Lock()
 _LOCAL = threading.local()
@@ -152,6 +157,16 @@ class OriginPolicy:
     def request_log_level(self) -> int:
         """INFO when the connection asked for DEBUG (so the lines reach the task log), else DEBUG."""
         return logging.INFO if self.log_requests else logging.DEBUG
+
+    def before_websocket(self, url: str) -> None:
+        """Take a budget permit and count a websocket handshake (the client retries it itself)."""
+        if self.budget is not None:
+            try:
+                self.budget.acquire(self.acquire_timeout)
+            except BudgetTimeout as exc:
+                raise ConnectionError(str(exc)) from exc
+        self.counters.add(requests=1)
+        log.log(self.request_log_level, "WS %s (websocket handshake)", urlsplit(url).path)
 
     def signature(self) -> tuple[Any, ...]:
         """What makes two registrations equal (same budget, retries and timeout)."""
@@ -284,13 +299,36 @@ def _patched_send(
     return policy.send(send_once, request, **kwargs)
 
 
+def _websocket_origin(url: str) -> str:
+    return "http" + url[2:] if url.startswith("ws") else url
+
+
+def _install_websocket_wrapper() -> None:
+    try:
+        from neptune.common.websockets.websocket_client_adapter import WebsocketClientAdapter
+    except ImportError:  # pragma: no cover - neptune is a dependency
+        return
+    if getattr(WebsocketClientAdapter, _ORIGINAL_WS_ATTR, None) is not None:
+        return
+    original = WebsocketClientAdapter.connect
+
+    def connect(self: Any, url: str, token: Any, proxies: Any = None) -> Any:
+        policy = policy_for_url(_websocket_origin(url))
+        if policy is not None:
+            policy.before_websocket(url)
+        return original(self, url, token, proxies)
+
+    setattr(WebsocketClientAdapter, _ORIGINAL_WS_ATTR, original)
+    WebsocketClientAdapter.connect = connect  # type: ignore[method-assign]
+
+
 def install() -> None:
-    """Wrap ``HTTPAdapter.send`` once per process (idempotent, thread-safe)."""
+    """Wrap ``HTTPAdapter.send`` (and the client's websocket connect) once per process; idempotent."""
     with _INSTALL_LOCK:
-        if getattr(HTTPAdapter, _ORIGINAL_SEND_ATTR, None) is not None:
-            return
-        setattr(HTTPAdapter, _ORIGINAL_SEND_ATTR, HTTPAdapter.send)
-        HTTPAdapter.send = _patched_send  # type: ignore[method-assign]
+        if getattr(HTTPAdapter, _ORIGINAL_SEND_ATTR, None) is None:
+            setattr(HTTPAdapter, _ORIGINAL_SEND_ATTR, HTTPAdapter.send)
+            HTTPAdapter.send = _patched_send  # type: ignore[method-assign]
+        _install_websocket_wrapper()
 
 
 def installed() -> bool:

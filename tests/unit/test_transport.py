@@ -274,3 +274,20 @@ def test_timeout_is_capped() -> None:
     assert cap(3, 10) == 3
     assert cap((30, 600), 10) == (10, 10)
     assert cap((2, None), 10) == (2, 10)
+
+
+def test_websocket_handshake_takes_a_permit(stub: tuple[str, Script]) -> None:
+    from neptune.common.websockets.websocket_client_adapter import WebsocketClientAdapter
+
+    url, _ = stub
+    budget = RequestBudget("neptune-ws-test", 0.01, "memory")  # one request per 100 s
+    try:
+        policy, _ = _register(url, budget=budget)
+        policy.acquire_timeout = 0
+        budget.acquire(0)  # spend the only permit
+        ws_url = "ws" + url[4:] + "/api/notifications/v1/runs/p/r/signal"
+        with pytest.raises(ConnectionError, match="no request permit"):
+            WebsocketClientAdapter().connect(ws_url, {"access_token": "x"})
+        assert policy.counters.snapshot()["requests"] == 0
+    finally:
+        budget.close()
