@@ -107,8 +107,8 @@ class AirflowStack:
         return self.home / "component-logs"
 
     def env(self) -> dict[str, str]:
-        """Environment for every Airflow process: the caller's minus its AIRFLOW_* settings, plus ours."""
-        base = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        """Environment of every Airflow process: ours plus the caller's, minus its AIRFLOW*/NEPTUNE_*."""
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "NEPTUNE_"))}
         conf = {
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
