@@ -1,0 +1,616 @@
+"""Handlers of the Neptune API operations (one method per operationId), run in worker threads.
+
+Each handler gets a parsed `Call` and returns a Starlette response; request-level errors are raised
+as `EmulatorError` and turned into Neptune-style JSON error bodies by the app.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import quote
+
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from airflow_provider_neptune.emulator import nql
+from airflow_provider_neptune.emulator.fields import attribute_dto, merged_fields, plain_value, properties
+from airflow_provider_neptune.emulator.storage import (
+    Attr,
+    EmulatorError,
+    ProjectRow,
+    RunRow,
+    Storage,
+    iso_ms,
+    normalize_sub_path,
+)
+
+MIN_CLIENT_VERSION = "1.0.0"
+MAX_CLIENT_VERSION = "1.999.0"
+
+
+@dataclass
+class Call:
+    """One parsed HTTP request handed to a handler."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    base_url: str
+    counters: Counter[str] = field(default_factory=Counter)
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        """First value of a query parameter."""
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    def need(self, name: str) -> str:
+        """A required query parameter (400 when missing)."""
+        value = self.arg(name)
+        if value is None or value == "":
+            raise EmulatorError(400, f"Missing query parameter {name!r}")
+        return value
+
+    def int_arg(self, name: str, default: int) -> int:
+        """An integer query parameter."""
+        value = self.arg(name)
+        try:
+            return int(value) if value not in (None, "") else default
+        except ValueError as exc:
+            raise EmulatorError(400, f"Query parameter {name!r} must be an integer") from exc
+
+    def json(self) -> Any:
+        """The JSON body."""
+        try:
+            return json.loads(self.body or b"null")
+        except ValueError as exc:
+            raise EmulatorError(400, f"Malformed JSON body: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Behaviour knobs of the API (from the CLI)."""
+
+    state_timeout: float = 20.0
+    multipart_threshold: int = 5 * 1024 * 1024
+    multipart_chunk: int = 5 * 1024 * 1024
+    public_url: str | None = None
+
+
+def _not_found(what: str, error_type: str = "") -> EmulatorError:
+    return EmulatorError(404, f"{what} not found", error_type)
+
+
+class NeptuneApi:
+    """The emulator's implementation of the backend and leaderboard operations."""
+
+    def __init__(self, storage: Storage, settings: ApiSettings) -> None:
+        self.storage = storage
+        self.settings = settings
+
+    # ----- helpers ------------------------------------------------------------------------------
+    def app_url(self, call: Call) -> str:
+        """Base URL clients should use (the public URL when configured)."""
+        return (self.settings.public_url or call.base_url).rstrip("/")
+
+    def _run(self, identifier: str | None) -> RunRow:
+        run = self.storage.find_run(identifier or "")
+        if run is None:
+            raise _not_found(f"Object {identifier}", "EXPERIMENT_NOT_FOUND")
+        return run
+
+    def _project(self, identifier: str | None) -> ProjectRow:
+        project = self.storage.find_project(identifier or "")
+        if project is None:
+            raise _not_found(f"Project {identifier}", "PROJECT_NOT_FOUND")
+        return project
+
+    def experiment_dto(self, run: RunRow) -> dict[str, Any]:
+        """The Experiment object (what createExperiment/getExperiment return)."""
+        project = self._project(run.project_id)
+        return {
+            "id": run.id,
+            "type": run.type,
+            "shortId": run.short_id,
+            "organizationName": project.workspace,
+            "organizationId": project.workspace,
+            "projectName": project.name,
+            "projectId": project.id,
+            "trashed": run.trashed,
+            "customId": run.custom_id,
+        }
+
+    def fields_of(self, run: RunRow, stored: list[Attr] | None = None) -> dict[str, Attr]:
+        """All fields of a run (stored, defaults and server-owned sys fields)."""
+        if stored is None:
+            stored = self.storage.attributes(run.id)
+        state = self.storage.run_state(run, self.settings.state_timeout)
+        return merged_fields(run, stored, state, self.storage.run_size(run.id))
+
+    def _fileset_size(self, run: RunRow) -> Any:
+        return lambda path: sum(int(e["size"]) for e in self.storage.fileset_entries(run.id, path))
+
+    def _field(self, call: Call, kind: str) -> tuple[RunRow, Attr]:
+        run = self._run(call.arg("experimentId"))
+        path = call.need("attribute")
+        attr = self.fields_of(run).get(path)
+        if attr is None or attr.type != kind:
+            raise _not_found(f"Attribute {path}", "ATTRIBUTE_NOT_FOUND")
+        return run, attr
+
+    # ----- backend ------------------------------------------------------------------------------
+    def getClientConfig(self, call: Call) -> Response:
+        url = self.app_url(call)
+        return JSONResponse(
+            {
+                "apiUrl": url,
+                "applicationUrl": url,
+                "pyLibVersions": {
+                    "minRecommendedVersion": None,
+                    "minCompatibleVersion": MIN_CLIENT_VERSION,
+                    "maxCompatibleVersion": MAX_CLIENT_VERSION,
+                },
+                "multiPartUpload": {
+                    "enabled": True,
+                    "minChunkSize": self.settings.multipart_chunk,
+                    "maxChunkSize": max(self.settings.multipart_chunk, 1024**3),
+                    "maxChunkCount": 1000,
+                    "maxSinglePartSize": self.settings.multipart_threshold,
+                },
+                "artifacts": {"enabled": False, "apiVersion": 1},
+                "sysNameSetByBackend": False,
+            }
+        )
+
+    def _project_dto(self, project: ProjectRow) -> dict[str, Any]:
+        return {
+            "id": project.id,
+            "name": project.name,
+            "organizationName": project.workspace,
+            "organizationId": project.workspace,
+            "projectKey": project.key,
+            "version": 2,
+            "visibility": "priv",
+            "description": "",
+        }
+
+    def getProject(self, call: Call) -> Response:
+        return JSONResponse(self._project_dto(self._project(call.need("projectIdentifier"))))
+
+    def listProjects(self, call: Call) -> Response:
+        projects = self.storage.list_projects()
+        workspace = call.arg("organizationIdentifier")
+        term = call.arg("searchTerm")
+        if workspace:
+            projects = [p for p in projects if p.workspace == workspace]
+        if term:
+            projects = [p for p in projects if term.lower() in p.name.lower()]
+        offset = call.int_arg("offset", 0)
+        limit = call.int_arg("limit", 100)
+        page = projects[offset : offset + limit]
+        return JSONResponse(
+            {
+                "entries": [self._project_dto(p) for p in page],
+                "matchingItemCount": len(projects),
+                "totalItemCount": len(projects),
+            }
+        )
+
+    def listOrganizations(self, call: Call) -> Response:
+        names = sorted({p.workspace for p in self.storage.list_projects()})
+        return JSONResponse([{"id": n, "name": n, "organizationType": "team"} for n in names])
+
+    def workspaceStatus(self, call: Call) -> Response:
+        used = 0
+        for project in self.storage.list_projects():
+            if project.workspace == call.arg("organizationIdentifier"):
+                used += sum(self.storage.run_size(r.id) for r in self.storage.runs_of(project.id))
+        return JSONResponse(
+            {"storageBytesAvailable": None, "storageBytesLimit": None, "storageBytesUsed": used}
+        )
+
+    # ----- runs ---------------------------------------------------------------------------------
+    def createExperiment(self, call: Call) -> Response:
+        params = call.json()
+        if not isinstance(params, dict):
+            raise EmulatorError(400, "experimentCreationParams must be an object")
+        project = self._project(params.get("projectIdentifier"))
+        kind = str(params.get("type") or "run")
+        if kind not in ("run", "model", "modelVersion"):
+            raise EmulatorError(400, f"Unsupported object type {kind}")
+        custom_id = params.get("customId") or None
+        if custom_id is not None and (not isinstance(custom_id, str) or len(custom_id) > 128):
+            raise EmulatorError(400, "customId must be a string of at most 128 characters")
+        parent = params.get("parentId")
+        run, created = self.storage.create_run(
+            project,
+            kind=kind,
+            custom_id=custom_id,
+            model_key=params.get("key"),
+            parent_id=parent if kind == "modelVersion" else None,
+        )
+        if created:
+            call.counters["runs_created_total"] += 1
+        else:
+            self.storage.ping(run.id)
+        return JSONResponse(self.experiment_dto(run))
+
+    def getExperiment(self, call: Call) -> Response:
+        return JSONResponse(self.experiment_dto(self._run(call.need("experimentId"))))
+
+    def ping(self, call: Call) -> Response:
+        run = self._run(call.need("experimentId"))
+        self.storage.ping(run.id)
+        return Response(status_code=200)
+
+    def getExperimentAttributes(self, call: Call) -> Response:
+        run = self._run(call.need("experimentId"))
+        sizes = self._fileset_size(run)
+        attrs = [attribute_dto(a, sizes) for a in sorted(self.fields_of(run).values(), key=lambda a: a.path)]
+        return JSONResponse({"id": run.id, "type": run.type, "attributes": attrs})
+
+    def executeOperations(self, call: Call) -> Response:
+        run = self._run(call.need("experimentId"))
+        operations = call.json()
+        if not isinstance(operations, list):
+            raise EmulatorError(400, "The body must be a list of operations")
+        errors, applied, points = self.storage.execute_operations(run, operations)
+        call.counters["operations_total"] += applied
+        call.counters["operation_errors_total"] += len(errors)
+        call.counters["points_total"] += points
+        return JSONResponse([{"errorDescription": e} for e in errors])
+
+    # ----- field reads --------------------------------------------------------------------------
+    def _atom(self, call: Call, kind: str) -> Response:
+        run, attr = self._field(call, kind)
+        return JSONResponse(properties(attr, self._fileset_size(run)))
+
+    def getFloatAttribute(self, call: Call) -> Response:
+        return self._atom(call, "float")
+
+    def getIntAttribute(self, call: Call) -> Response:
+        return self._atom(call, "int")
+
+    def getBoolAttribute(self, call: Call) -> Response:
+        return self._atom(call, "bool")
+
+    def getStringAttribute(self, call: Call) -> Response:
+        return self._atom(call, "string")
+
+    def getDatetimeAttribute(self, call: Call) -> Response:
+        return self._atom(call, "datetime")
+
+    def getFileAttribute(self, call: Call) -> Response:
+        return self._atom(call, "file")
+
+    def getStringSetAttribute(self, call: Call) -> Response:
+        return self._atom(call, "stringSet")
+
+    def getFloatSeriesAttribute(self, call: Call) -> Response:
+        return self._atom(call, "floatSeries")
+
+    def getStringSeriesAttribute(self, call: Call) -> Response:
+        return self._atom(call, "stringSeries")
+
+    def getImageSeriesAttribute(self, call: Call) -> Response:
+        return self._atom(call, "imageSeries")
+
+    def _series_values(self, call: Call, kind: str) -> tuple[int, list[Any]]:
+        run, attr = self._field(call, kind)
+        return self.storage.series_values(
+            run.id, attr.path, call.int_arg("offset", 0), min(call.int_arg("limit", 1000), 10000)
+        )
+
+    def getFloatSeriesValues(self, call: Call) -> Response:
+        total, rows = self._series_values(call, "floatSeries")
+        values = [{"timestampMillis": r["ts_ms"], "step": r["step"], "value": r["value"]} for r in rows]
+        return JSONResponse({"totalItemCount": total, "values": values})
+
+    def getStringSeriesValues(self, call: Call) -> Response:
+        total, rows = self._series_values(call, "stringSeries")
+        values = [{"timestampMillis": r["ts_ms"], "step": r["step"], "value": r["value"]} for r in rows]
+        return JSONResponse({"totalItemCount": total, "values": values})
+
+    def getImageSeriesValues(self, call: Call) -> Response:
+        total, _ = self._series_values(call, "imageSeries")
+        return JSONResponse({"totalItemCount": total})
+
+    def getImageSeriesValue(self, call: Call) -> Response:
+        run, attr = self._field(call, "imageSeries")
+        _, rows = self.storage.series_values(run.id, attr.path, call.int_arg("index", 0), 1)
+        if not rows:
+            raise _not_found(f"Image {call.arg('index')} of {attr.path}")
+        image = json.loads(rows[0]["value"]) or {}
+        data = base64.b64decode(image.get("data") or b"")
+        return Response(data, media_type="image/png")
+
+    # ----- files --------------------------------------------------------------------------------
+    @staticmethod
+    def _disposition(name: str) -> dict[str, str]:
+        return {"Content-Disposition": f'attachment; filename="{quote(name, safe=" ._-")}"'}
+
+    def downloadAttribute(self, call: Call) -> Response:
+        _, attr = self._field(call, "file")
+        name = attr.value.get("name") or "file"
+        if attr.value.get("ext"):
+            name = f"{name}.{attr.value['ext']}"
+        blob = self.storage.blob_path(attr.value["blob"])
+        if not blob.exists():
+            raise _not_found(f"Content of {attr.path}")
+        return FileResponse(blob, media_type="application/octet-stream", headers=self._disposition(name))
+
+    def lsFileSetAttribute(self, call: Call) -> Response:
+        run, attr = self._field(call, "fileSet")
+        prefix = normalize_sub_path(call.arg("path") or "")
+        entries = self.storage.fileset_entries(run.id, attr.path)
+        listing: dict[str, dict[str, Any]] = {}
+        for entry in entries:
+            sub = entry["sub_path"]
+            if prefix:
+                if not sub.startswith(prefix + "/"):
+                    continue
+                sub = sub[len(prefix) + 1 :]
+            head, _, rest = sub.partition("/")
+            item = listing.setdefault(
+                head, {"name": head, "size": 0, "mtime": 0, "fileType": "directory" if rest else "file"}
+            )
+            item["size"] += int(entry["size"])
+            item["mtime"] = max(item["mtime"], int(entry["mtime_ms"]))
+        if prefix and not listing:
+            raise _not_found(f"Path {prefix} in file set {attr.path}")
+        out = [
+            {**item, "mtime": iso_ms(item["mtime"])}
+            for item in sorted(listing.values(), key=lambda i: i["name"])
+        ]
+        return JSONResponse(out)
+
+    def _download_dto(self, call: Call, download_id: str) -> dict[str, Any]:
+        url = f"{self.app_url(call)}/api/leaderboard/v1/storage/download?id={download_id}"
+        return {"id": download_id, "downloadUrl": url, "userId": self.storage.owner}
+
+    def prepareForDownloadFileSetAttributeZip(self, call: Call) -> Response:
+        run, attr = self._field(call, "fileSet")
+        return JSONResponse(self._download_dto(call, self.storage.prepare_download(run.id, attr.path)))
+
+    def getDownloadPrepareRequest(self, call: Call) -> Response:
+        download_id = call.need("id")
+        if self.storage.download(download_id) is None:
+            raise _not_found(f"Download {download_id}")
+        return JSONResponse(self._download_dto(call, download_id))
+
+    def downloadPrepared(self, call: Call) -> Response:
+        download = self.storage.download(call.need("id"))
+        if download is None:
+            raise _not_found(f"Download {call.arg('id')}")
+        data = self.storage.fileset_zip(download["run_id"], download["path"])
+        name = PurePosixPath(download["path"]).name + ".zip"
+        return Response(data, media_type="application/zip", headers=self._disposition(name))
+
+    @staticmethod
+    def _ok() -> Response:
+        return JSONResponse({"errors": []})
+
+    def _upload_run(self, call: Call) -> tuple[RunRow, str]:
+        run = self._run(call.arg("experimentIdentifier") or call.arg("experimentId"))
+        return run, call.need("attribute")
+
+    def fileAtomUpload(self, call: Call) -> Response:
+        run, path = self._upload_run(call)
+        self.storage.set_file(run, path, call.arg("ext") or "", call.body)
+        call.counters["bytes_uploaded_total"] += len(call.body)
+        return self._ok()
+
+    def fileSetFileUpload(self, call: Call) -> Response:
+        run, path = self._upload_run(call)
+        sub = normalize_sub_path(call.need("subPath"))
+        if not sub:
+            raise EmulatorError(400, f"Invalid subPath {call.arg('subPath')!r}")
+        self.storage.add_fileset_files(run, path, {sub: call.body}, reset=False)
+        call.counters["bytes_uploaded_total"] += len(call.body)
+        return self._ok()
+
+    def uploadFileSetAttributeTar(self, call: Call) -> Response:
+        run, path = self._upload_run(call)
+        reset = (call.arg("reset") or "false").lower() == "true"
+        self.storage.add_fileset_tar(run, path, call.body, reset)
+        call.counters["bytes_uploaded_total"] += len(call.body)
+        return self._ok()
+
+    def _start(self, call: Call, target: str) -> Response:
+        run, path = self._upload_run(call)
+        total = call.int_arg("totalLength", -1)
+        if total < 0:
+            raise EmulatorError(400, "totalLength must be given")
+        sub = normalize_sub_path(call.need("subPath")) if target == "fileset" else None
+        upload_id = self.storage.start_upload(run, path, target, call.arg("ext"), sub, total)
+        return JSONResponse({"uploadId": upload_id, "errors": []})
+
+    def _part(self, call: Call) -> Response:
+        upload = self.storage.upload(call.need("uploadId"))
+        if upload is None:
+            raise _not_found(f"Upload {call.arg('uploadId')}")
+        match = re.fullmatch(r"bytes=(\d+)-(\d+)/(\d+)", call.headers.get("x-range", ""))
+        if not match:
+            raise EmulatorError(400, "Missing or malformed X-Range header")
+        start, end, total = (int(g) for g in match.groups())
+        if end - start + 1 != len(call.body) or total != upload["total"] or end >= total:
+            raise EmulatorError(400, "Length of stream does not match given range")
+        self.storage.store_part(upload["id"], start, call.body)
+        call.counters["bytes_uploaded_total"] += len(call.body)
+        return self._ok()
+
+    def _finish(self, call: Call) -> Response:
+        self.storage.finish_upload(call.need("uploadId"))
+        return self._ok()
+
+    def fileAtomMultipartUploadStart(self, call: Call) -> Response:
+        return self._start(call, "file")
+
+    def fileSetFileMultipartUploadStart(self, call: Call) -> Response:
+        return self._start(call, "fileset")
+
+    def fileAtomMultipartUploadPart(self, call: Call) -> Response:
+        return self._part(call)
+
+    def fileSetFileMultipartUploadPart(self, call: Call) -> Response:
+        return self._part(call)
+
+    def fileAtomMultipartUploadFinish(self, call: Call) -> Response:
+        return self._finish(call)
+
+    def fileSetFileMultipartUploadFinish(self, call: Call) -> Response:
+        return self._finish(call)
+
+    # ----- trash --------------------------------------------------------------------------------
+    def _identified(self, call: Call) -> tuple[ProjectRow, list[RunRow], list[dict[str, str]], list[str]]:
+        project = self._project(call.need("projectIdentifier"))
+        identifiers = call.json() or []
+        if not isinstance(identifiers, list):
+            raise EmulatorError(400, "experimentIdentifiers must be a list")
+        runs: list[RunRow] = []
+        errors: list[dict[str, str]] = []
+        names: list[str] = []
+        for ident in identifiers:
+            run = self.storage.find_run(str(ident))
+            if run is None and "/" not in str(ident):
+                run = self.storage.find_run(f"{project.qualified_name}/{ident}")
+            if run is None or run.project_id != project.id:
+                errors.append(
+                    {"errorDescription": f"Object {ident} not found", "errorType": "EXPERIMENT_NOT_FOUND"}
+                )
+                continue
+            runs.append(run)
+            names.append(str(ident))
+        return project, runs, errors, names
+
+    def trashExperiments(self, call: Call) -> Response:
+        _, runs, errors, names = self._identified(call)
+        ids = [r.id for r in runs]
+        # Trashing a model trashes its versions too.
+        for run in runs:
+            if run.type == "model":
+                ids += [
+                    v.id
+                    for v in self.storage.runs_of(run.project_id, ["modelVersion"])
+                    if v.parent_id == run.id
+                ]
+        self.storage.set_trashed(ids, True)
+        return JSONResponse({"errors": errors, "updatedExperimentIdentifiers": names})
+
+    def restoreExperiments(self, call: Call) -> Response:
+        _, runs, errors, names = self._identified(call)
+        self.storage.set_trashed([r.id for r in runs], False)
+        return JSONResponse({"errors": errors, "updatedExperimentIdentifiers": names})
+
+    def deleteExperiments(self, call: Call) -> Response:
+        _, runs, errors, names = self._identified(call)
+        doomed = [r for r in runs if r.trashed]
+        for run in runs:
+            if not run.trashed:
+                errors.append({"errorDescription": f"Object {run.short_id} is not in the trash"})
+        self.storage.delete_runs([r.id for r in doomed])
+        kept = {r.short_id for r in doomed}
+        return JSONResponse(
+            {
+                "errors": errors,
+                "updatedExperimentIdentifiers": [n for n in names if n.rsplit("/", 1)[-1] in kept],
+            }
+        )
+
+    def deleteAllExperiments(self, call: Call) -> Response:
+        project = self._project(call.need("projectIdentifier"))
+        doomed = [r for r in self.storage.runs_of(project.id) if r.trashed]
+        self.storage.delete_runs([r.id for r in doomed])
+        return JSONResponse(
+            {
+                "errors": [],
+                "updatedExperimentIdentifiers": [f"{project.qualified_name}/{r.short_id}" for r in doomed],
+            }
+        )
+
+    # ----- runs table ---------------------------------------------------------------------------
+    def _table(self, project: ProjectRow, kinds: list[str]) -> list[tuple[RunRow, dict[str, Attr]]]:
+        runs = self.storage.runs_of(project.id, kinds or None)
+        stored = self.storage.attributes_of_runs([r.id for r in runs])
+        return [(run, self.fields_of(run, stored[run.id])) for run in runs]
+
+    def searchLeaderboardEntries(self, call: Call) -> Response:
+        project = self._project(call.need("projectIdentifier"))
+        params = call.json() or {}
+        if not isinstance(params, dict):
+            raise EmulatorError(400, "params must be an object")
+        query_text = ((params.get("query") or {}).get("query")) or ""
+        try:
+            query = nql.parse(query_text)
+        except nql.NQLSyntaxError as exc:
+            raise EmulatorError(400, "Syntax error", "SYNTAX_ERROR") from exc
+        rows = [
+            (run, fields)
+            for run, fields in self._table(project, call.query.get("type", []))
+            if nql.matches(query, {p: (a.type, plain_value(a)) for p, a in fields.items()})
+        ]
+        sorting = params.get("sorting") or {}
+        sort_by = ((sorting.get("sortBy") or {}).get("name")) or "sys/creation_time"
+        descending = sorting.get("dir", "descending") == "descending"
+        rows = _sorted(rows, sort_by, descending)
+        page = params.get("pagination") or {}
+        offset = int(page.get("offset") or 0)
+        raw_limit = page.get("limit")
+        limit = int(raw_limit) if raw_limit is not None else 100
+        columns = [
+            f["path"] for f in (params.get("attributeFilters") or []) if isinstance(f, dict) and "path" in f
+        ]
+        entries = []
+        for run, fields in rows[offset : offset + limit]:
+            selected = [fields[c] for c in columns if c in fields] if columns else list(fields.values())
+            sizes = self._fileset_size(run)
+            entries.append(
+                {
+                    "experimentId": run.id,
+                    "organizationName": project.workspace,
+                    "projectName": project.name,
+                    "type": run.type,
+                    "attributes": [attribute_dto(a, sizes) for a in sorted(selected, key=lambda a: a.path)],
+                }
+            )
+        return JSONResponse({"matchingItemCount": len(rows), "totalGroupCount": 0, "entries": entries})
+
+    def searchLeaderboardAttributes(self, call: Call) -> Response:
+        project = self._project(call.need("projectIdentifier"))
+        search = call.arg("search") or ""
+        seen: dict[tuple[str, str], None] = {}
+        for _, fields in self._table(project, call.query.get("type", [])):
+            for attr in fields.values():
+                if search in attr.path:
+                    seen[(attr.path, attr.type)] = None
+        return JSONResponse({"entries": [{"name": n, "type": t} for n, t in sorted(seen)]})
+
+
+def _sorted(
+    rows: list[tuple[RunRow, dict[str, Attr]]], sort_by: str, descending: bool
+) -> list[tuple[RunRow, dict[str, Attr]]]:
+    """Sort table rows by a column; rows without it go last either way, ties by creation order."""
+
+    def key(row: tuple[RunRow, dict[str, Attr]]) -> Any:
+        attr = row[1].get(sort_by)
+        value = plain_value(attr) if attr else None
+        if isinstance(value, list):
+            value = ",".join(value)
+        return value
+
+    present = [r for r in rows if key(r) is not None]
+    missing = [r for r in rows if key(r) is None]
+    numeric = all(isinstance(key(r), int | float) for r in present)
+
+    def sort_key(row: tuple[RunRow, dict[str, Attr]]) -> Any:
+        value = key(row)
+        return (value if numeric else str(value), row[0].created_ms, row[0].seq)
+
+    present.sort(key=sort_key, reverse=descending)
+    return present + missing

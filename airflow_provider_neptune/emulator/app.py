@@ -1,0 +1,398 @@
+"""The emulator's ASGI application: routing, authentication, throttling, faults and control endpoints.
+
+Request flow for `/api/...`: count it, let the Guard throttle or fail it (before anything is read
+or stored, so a rejected request has no effect), check the token, then run the operation's handler
+in a worker thread. `/_emulator/*` (stats and fault control) is never throttled or faulted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from airflow_provider_neptune.emulator.api import ApiSettings, Call, NeptuneApi
+from airflow_provider_neptune.emulator.auth import TokenIssuer, make_api_token
+from airflow_provider_neptune.emulator.limits import FailNext, Guard
+from airflow_provider_neptune.emulator.pages import index_page, run_page
+from airflow_provider_neptune.emulator.storage import EmulatorError, Storage
+from airflow_provider_neptune.emulator.swagger import ROUTES, SWAGGER_PATHS, RouteSpec, build_spec
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("airflow_provider_neptune.emulator")
+
+# The token endpoint lives outside /api/, where a real deployment serves its identity provider.
+OAUTH_REALM_PATH = "/auth/realms/neptune"
+OAUTH_TOKEN_PATH = f"{OAUTH_REALM_PATH}/protocol/openid-connect/token"
+# Operations authenticated with the API token itself rather than a bearer token.
+API_TOKEN_OPERATIONS = frozenset({"getClientConfig", "exchangeApiToken"})
+WEBSOCKET_PREFIX = "/api/notifications/v1/runs/"
+
+
+@dataclass
+class EmulatorConfig:
+    """Everything the CLI can set."""
+
+    data_dir: Path
+    projects: list[str] = field(default_factory=lambda: ["airflow/sandbox"])
+    rate_limit: float | None = None
+    fault_rate: float = 0.0
+    seed: int | None = None
+    state_timeout: float = 20.0
+    multipart_threshold: int = 5 * 1024 * 1024
+    multipart_chunk: int = 5 * 1024 * 1024
+    public_url: str | None = None
+    owner: str = "emulator"
+
+
+def error_body(status: int, message: str, error_type: str = "") -> dict[str, Any]:
+    """A Neptune-style JSON error."""
+    body: dict[str, Any] = {"code": status, "title": message, "message": message}
+    if error_type:
+        body["errorType"] = error_type
+    return body
+
+
+def error_response(
+    status: int, message: str, error_type: str = "", headers: dict[str, str] | None = None
+) -> Response:
+    """A JSON error response."""
+    return JSONResponse(error_body(status, message, error_type), status_code=status, headers=headers)
+
+
+class EmulatorApp:
+    """ASGI callable serving the Neptune API, the OAuth token endpoint, run pages and /_emulator/*."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.storage = Storage(config.data_dir, owner=config.owner)
+        for project in config.projects:
+            self.storage.ensure_project(project)
+        api_key = self.storage.meta_setdefault("api_key", lambda: secrets.token_urlsafe(24))
+        secret = self.storage.meta_setdefault("jwt_secret", lambda: secrets.token_hex(32))
+        self.issuer = TokenIssuer(secret.encode(), api_key, config.owner)
+        self.guard = Guard(config.rate_limit, config.fault_rate, config.seed)
+        self.api = NeptuneApi(
+            self.storage,
+            ApiSettings(
+                state_timeout=config.state_timeout,
+                multipart_threshold=config.multipart_threshold,
+                multipart_chunk=config.multipart_chunk,
+                public_url=config.public_url,
+            ),
+        )
+        self.routes: dict[tuple[str, str], RouteSpec] = {(r.method, r.path): r for r in ROUTES}
+        self.paths = {r.path for r in ROUTES}
+        self.open_sockets = 0
+
+    def api_token(self, api_address: str) -> str:
+        """The API token clients use; it names `api_address` as the server."""
+        return make_api_token(api_address, self.issuer.api_key)
+
+    # ----- ASGI entry ---------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path.startswith("/_emulator/"):
+            response = await self._control(Request(scope, receive), path, method)
+            await response(scope, receive, send)
+            return
+        stats = self.guard.stats
+        stats.requests_total += 1
+        status_box: dict[str, int] = {}
+
+        async def send_recording(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_box["status"] = int(message["status"])
+            await send(message)
+
+        try:
+            await self._serve(scope, receive, send_recording, path, method)
+        finally:
+            status = status_box.get("status")
+            self.guard.stats.requests_by_status[str(status) if status else "dropped"] += 1
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, path: str, method: str) -> None:
+        stats = self.guard.stats
+        if path in SWAGGER_PATHS.values():
+            # Spec documents are exempt from throttling and faults: they are static, carry no run
+            # data, and the client loads each once per process before any budgeted call is made.
+            stats.requests_by_route["swagger"] += 1
+            api = next(name for name, p in SWAGGER_PATHS.items() if p == path)
+            await JSONResponse(build_spec(api))(scope, receive, send)
+            return
+        if path == OAUTH_TOKEN_PATH:
+            stats.requests_by_route["oauthToken"] += 1
+            response = await self._oauth_token(Request(scope, receive))
+            await response(scope, receive, send)
+            return
+        if not path.startswith("/api/"):
+            stats.requests_by_route["page"] += 1
+            await self._page(scope, path, method)(scope, receive, send)
+            return
+
+        route = self.routes.get((method, path))
+        route_name = route.operation_id if route else f"{method} {path}"
+        stats.requests_by_route[route_name] += 1
+        decision = self.guard.decide(route_name, path)
+        if decision.kind == "throttle":
+            response = error_response(
+                429,
+                "Too many requests: the workspace request budget is exhausted",
+                "TOO_MANY_REQUESTS",
+                headers={"Retry-After": str(decision.retry_after)},
+            )
+            await response(scope, receive, send)
+            return
+        if decision.kind == "fault":
+            log.info("fault injected (%s) on %s %s", decision.fault, method, path)
+            if decision.fault == "drop":
+                await self._drop(receive, send)
+                return
+            await error_response(decision.status, f"Injected fault {decision.status} on {route_name}")(
+                scope, receive, send
+            )
+            return
+        if decision.kind == "fail_next":
+            log.info("fail_next answers %s on %s %s", decision.status, method, path)
+            await error_response(
+                decision.status, f"Injected failure {decision.status} on {route_name}", "INJECTED"
+            )(scope, receive, send)
+            return
+        if route is None:
+            known = path in self.paths
+            status = 405 if known else 404
+            log.warning("unhandled request %s %s -> %s", method, path, status)
+            what = "Method not allowed for" if known else "Unknown route"
+            await error_response(status, f"{what}: {method} {path}", "UNKNOWN_ROUTE")(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        response = await self._call_operation(request, route)
+        await response(scope, receive, send)
+
+    async def _drop(self, receive: Receive, send: Send) -> None:
+        """Break the connection without an answer (the client sees a connection error)."""
+        cycle = getattr(receive, "__self__", None)
+        transport = getattr(cycle, "transport", None)
+        if transport is not None and hasattr(transport, "close"):
+            transport.close()
+            for _ in range(5):
+                await asyncio.sleep(0)
+            return
+        # Fallback for servers that hide the transport: start a response, then abort it.
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1024")]})
+        raise ConnectionAbortedError("injected dropped connection")
+
+    async def _call_operation(self, request: Request, route: RouteSpec) -> Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        if route.operation_id in API_TOKEN_OPERATIONS:
+            if not self.issuer.check_api_key(headers.get("x-neptune-api-token")):
+                return error_response(401, "Invalid API token", "API_TOKEN_INVALID")
+        elif not self.issuer.check_bearer(headers.get("authorization")):
+            return error_response(401, "Missing or invalid access token", "UNAUTHORIZED")
+        if route.operation_id == "exchangeApiToken":
+            pair = self.issuer.token_pair(self._issuer_url(request))
+            return JSONResponse(
+                {
+                    "accessToken": pair["access_token"],
+                    "refreshToken": pair["refresh_token"],
+                    "username": "emulator",
+                }
+            )
+        call = Call(
+            method=request.method,
+            path=request.url.path,
+            query=parse_qs(request.url.query, keep_blank_values=True),
+            headers=headers,
+            body=await request.body(),
+            base_url=str(request.base_url).rstrip("/"),
+        )
+        handler = getattr(self.api, route.operation_id)
+        try:
+            response: Response = await run_in_threadpool(handler, call)
+        except EmulatorError as exc:
+            if exc.status >= 500:
+                log.error("%s failed: %s", route.operation_id, exc.message)
+            return error_response(exc.status, exc.message, exc.error_type)
+        except Exception as exc:
+            log.exception("%s %s crashed", request.method, request.url.path)
+            return error_response(500, f"Emulator error in {route.operation_id}: {exc}", "INTERNAL")
+        stats = self.guard.stats
+        for name, value in call.counters.items():
+            setattr(stats, name, getattr(stats, name) + value)
+        return response
+
+    def _issuer_url(self, request: Request) -> str:
+        base = (self.config.public_url or str(request.base_url)).rstrip("/")
+        return f"{base}{OAUTH_REALM_PATH}"
+
+    async def _oauth_token_form(self, request: Request) -> dict[str, str]:
+        body = (await request.body()).decode("utf-8", "replace")
+        return {k: v[0] for k, v in parse_qs(body).items()}
+
+    async def _oauth_token(self, request: Request) -> Response:
+        """POST {iss}/protocol/openid-connect/token: a refresh grant returns a new token pair."""
+        if request.method != "POST":
+            return error_response(405, f"Method not allowed: {request.method} {request.url.path}")
+        form = await self._oauth_token_form(request)
+        if form.get("grant_type") != "refresh_token" or not self.issuer.verify(
+            form.get("refresh_token", ""), kind="Refresh"
+        ):
+            return JSONResponse({"error": "invalid_grant", "error_description": "Invalid refresh token"}, 400)
+        return JSONResponse(self.issuer.token_pair(self._issuer_url(request)))
+
+    # ----- websocket ----------------------------------------------------------------------------
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        path: str = scope["path"]
+        parts = path[len(WEBSOCKET_PREFIX) :].split("/") if path.startswith(WEBSOCKET_PREFIX) else []
+        if (
+            len(parts) != 3
+            or parts[2] != "signal"
+            or not self.issuer.check_bearer(websocket.headers.get("authorization"))
+        ):
+            await websocket.close(code=1008)
+            return
+        run_id = parts[1]
+        run = await run_in_threadpool(self.storage.find_run, run_id)
+        if run is None:
+            await websocket.close(code=1008)
+            return
+        await websocket.accept()
+        self.storage.socket_opened(run_id)
+        self.open_sockets += 1
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.open_sockets -= 1
+            self.storage.socket_closed(run_id)
+
+    # ----- pages --------------------------------------------------------------------------------
+    def _page(self, scope: Scope, path: str, method: str) -> Response:
+        if method not in ("GET", "HEAD"):
+            return error_response(405, f"Method not allowed: {method} {path}")
+        if path in ("/", ""):
+            return HTMLResponse(index_page(self.storage))
+        parts = [p for p in path.split("/") if p]
+        if len(parts) >= 4 and parts[2] in ("e", "m"):
+            if len(parts) == 4:
+                ident = f"{parts[0]}/{parts[1]}/{parts[3]}"
+            elif len(parts) == 6 and parts[4] == "v":
+                ident = f"{parts[0]}/{parts[1]}/{parts[5]}"
+            else:
+                ident = ""
+            run = self.storage.find_run(ident) if ident else None
+            if run is not None:
+                return HTMLResponse(run_page(self.api, run))
+        if len(parts) == 2 and self.storage.find_project("/".join(parts)):
+            return HTMLResponse(index_page(self.storage, "/".join(parts)))
+        log.warning("unhandled request %s %s -> 404", method, path)
+        return error_response(404, f"Unknown route: {method} {path}", "UNKNOWN_ROUTE")
+
+    # ----- control ------------------------------------------------------------------------------
+    async def _control(self, request: Request, path: str, method: str) -> Response:
+        name = path[len("/_emulator/") :].strip("/")
+        try:
+            if name == "stats" and method == "GET":
+                return JSONResponse(self.stats())
+            if name == "health" and method == "GET":
+                return JSONResponse({"ok": True})
+            if name == "faults" and method == "POST":
+                return JSONResponse(self.set_faults(await request.json()))
+            if name == "faults" and method == "GET":
+                return JSONResponse(self.fault_settings())
+            if name == "reset_stats" and method == "POST":
+                self.guard.reset_stats()
+                return JSONResponse({"ok": True})
+            if name == "projects" and method == "POST":
+                body = await request.json()
+                project = self.storage.ensure_project(str(body.get("project", "")))
+                return JSONResponse({"project": project.qualified_name, "id": project.id, "key": project.key})
+            if name == "projects" and method == "GET":
+                return JSONResponse([p.qualified_name for p in self.storage.list_projects()])
+        except (ValueError, TypeError, AttributeError) as exc:
+            return error_response(400, f"Bad request to {method} {path}: {exc}")
+        log.warning("unhandled request %s %s -> 404", method, path)
+        return error_response(404, f"Unknown route: {method} {path}", "UNKNOWN_ROUTE")
+
+    def fault_settings(self) -> dict[str, Any]:
+        """Current throttle/fault settings."""
+        return {
+            "rate_limit": self.guard.rate_limit,
+            "fault_rate": self.guard.fault_rate,
+            "fail_next": [
+                {"route": r.route, "status": r.status, "count": r.count} for r in self.guard.fail_next
+            ],
+        }
+
+    def set_faults(self, body: Any) -> dict[str, Any]:
+        """Apply a POST /_emulator/faults body: rate_limit, fault_rate, seed, fail_next (one or a list)."""
+        if not isinstance(body, dict):
+            raise ValueError("expected a JSON object")
+        rate_limit = body.get("rate_limit", self.guard.rate_limit)
+        fault_rate = (
+            float(body["fault_rate"]) if body.get("fault_rate") is not None else self.guard.fault_rate
+        )
+        self.guard.configure(
+            rate_limit=float(rate_limit) if rate_limit is not None else None, fault_rate=fault_rate
+        )
+        if body.get("seed") is not None:
+            self.guard.rng.seed(int(body["seed"]))
+        rules = body.get("fail_next")
+        if rules is not None:
+            if body.get("clear_fail_next"):
+                self.guard.fail_next.clear()
+            for rule in rules if isinstance(rules, list) else [rules]:
+                self.guard.add_fail_next(
+                    FailNext(
+                        route=str(rule["route"]),
+                        status=int(rule.get("status", 500)),
+                        count=int(rule.get("count", 1)),
+                    )
+                )
+        elif body.get("clear_fail_next"):
+            self.guard.fail_next.clear()
+        return self.fault_settings()
+
+    def stats(self) -> dict[str, Any]:
+        """The /_emulator/stats document."""
+        out = self.guard.stats.as_dict()
+        out.update(self.fault_settings())
+        out["websockets_open"] = self.open_sockets
+        return out

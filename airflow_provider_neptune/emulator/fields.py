@@ -1,0 +1,108 @@
+"""How stored fields and server-owned sys/* fields look on the wire (attribute DTOs, table cells)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from airflow_provider_neptune.emulator.storage import Attr, RunRow, iso_ms
+
+PROPERTY_KEY = {
+    "float": "floatProperties",
+    "int": "intProperties",
+    "bool": "boolProperties",
+    "string": "stringProperties",
+    "datetime": "datetimeProperties",
+    "file": "fileProperties",
+    "fileSet": "fileSetProperties",
+    "floatSeries": "floatSeriesProperties",
+    "stringSeries": "stringSeriesProperties",
+    "imageSeries": "imageSeriesProperties",
+    "stringSet": "stringSetProperties",
+    "experimentState": "experimentStateProperties",
+}
+
+
+def sys_fields(run: RunRow, state: str, size: int) -> list[Attr]:
+    """The sys/* fields the server maintains itself, computed when read."""
+    fields = [
+        Attr("sys/id", "string", {"v": run.short_id}),
+        Attr("sys/owner", "string", {"v": run.owner}),
+        Attr("sys/creation_time", "datetime", {"v": run.created_ms}),
+        Attr("sys/modification_time", "datetime", {"v": run.modified_ms}),
+        Attr("sys/ping_time", "datetime", {"v": run.ping_ms}),
+        Attr("sys/running_time", "float", {"v": max(run.ping_ms - run.created_ms, 0) / 1000.0}),
+        Attr("sys/monitoring_time", "int", {"v": 0}),
+        Attr("sys/state", "experimentState", {"v": state}),
+        Attr("sys/trashed", "bool", {"v": run.trashed}),
+        Attr("sys/size", "float", {"v": float(size)}),
+        Attr("sys/group_tags", "stringSet", {"v": []}),
+    ]
+    if run.custom_id:
+        fields.append(Attr("sys/custom_run_id", "string", {"v": run.custom_id}))
+    if run.type == "modelVersion" and run.parent_id:
+        fields.append(Attr("sys/model_id", "string", {"v": run.short_id.rsplit("-", 1)[0]}))
+    return fields
+
+
+# Defaults a real server shows for every run even before the client writes them.
+DEFAULT_FIELDS = (
+    Attr("sys/name", "string", {"v": "Untitled"}),
+    Attr("sys/description", "string", {"v": ""}),
+    Attr("sys/tags", "stringSet", {"v": []}),
+    Attr("sys/failed", "bool", {"v": False}),
+)
+
+
+def merged_fields(run: RunRow, stored: list[Attr], state: str, size: int) -> dict[str, Attr]:
+    """Stored fields plus defaults plus server-owned sys fields, by path."""
+    out = {a.path: a for a in DEFAULT_FIELDS}
+    out.update({a.path: a for a in stored})
+    out.update({a.path: a for a in sys_fields(run, state, size)})
+    return out
+
+
+def properties(attr: Attr, fileset_size: Callable[[str], int] | None = None) -> dict[str, Any]:
+    """The `<type>Properties` object of a field."""
+    base: dict[str, Any] = {"attributeName": attr.path, "attributeType": attr.type}
+    v = attr.value
+    if attr.type in ("float", "int", "bool", "string"):
+        base["value"] = v.get("v")
+    elif attr.type == "datetime":
+        base["value"] = iso_ms(int(v.get("v", 0)))
+    elif attr.type == "experimentState":
+        base["value"] = v.get("v")
+    elif attr.type == "stringSet":
+        base["values"] = list(v.get("v", []))
+    elif attr.type == "file":
+        base.update(name=v.get("name"), ext=v.get("ext"), size=v.get("size"))
+    elif attr.type == "fileSet":
+        base["size"] = fileset_size(attr.path) if fileset_size else 0
+    elif attr.type == "floatSeries":
+        count = int(v.get("count", 0))
+        base.update(
+            last=v.get("last"),
+            lastStep=v.get("lastStep"),
+            min=v.get("min"),
+            max=v.get("max"),
+            average=(float(v.get("sum", 0.0)) / count) if count else None,
+        )
+    elif attr.type == "stringSeries":
+        base.update(last=v.get("last"), lastStep=v.get("lastStep"))
+    elif attr.type == "imageSeries":
+        base["lastStep"] = v.get("lastStep")
+    return base
+
+
+def attribute_dto(attr: Attr, fileset_size: Callable[[str], int] | None = None) -> dict[str, Any]:
+    """An entry of getExperimentAttributes / a leaderboard entry: name, type and its properties."""
+    return {"name": attr.path, "type": attr.type, PROPERTY_KEY[attr.type]: properties(attr, fileset_size)}
+
+
+def plain_value(attr: Attr) -> Any:
+    """The value NQL filters and sorting compare (series: last value; datetime: ms)."""
+    if attr.type in ("floatSeries", "stringSeries"):
+        return attr.value.get("last")
+    if attr.type in ("file", "fileSet", "imageSeries"):
+        return None
+    return attr.value.get("v")

@@ -1,0 +1,901 @@
+"""Persistent state of the emulator: SQLite (stdlib sqlite3) for metadata plus a folder of blobs.
+
+One connection guarded by one lock serialises every read and write, which is plenty for a test
+server and keeps each request's operations atomic. Uploaded file contents live in `blobs/` under
+random names; multipart parts live in `uploads/<id>/` until the upload finishes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import secrets
+import shutil
+import sqlite3
+import tarfile
+import threading
+import time
+import uuid
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS projects (
+    id TEXT PRIMARY KEY, workspace TEXT NOT NULL, name TEXT NOT NULL, key TEXT NOT NULL,
+    next_seq INTEGER NOT NULL DEFAULT 1, created_ms INTEGER NOT NULL, UNIQUE (workspace, name));
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, project_id TEXT NOT NULL, seq INTEGER NOT NULL, short_id TEXT NOT NULL,
+    type TEXT NOT NULL, custom_id TEXT, model_key TEXT, parent_id TEXT, owner TEXT NOT NULL,
+    created_ms INTEGER NOT NULL, modified_ms INTEGER NOT NULL, ping_ms INTEGER NOT NULL,
+    trashed INTEGER NOT NULL DEFAULT 0, UNIQUE (project_id, short_id));
+CREATE INDEX IF NOT EXISTS runs_custom ON runs (project_id, custom_id);
+CREATE TABLE IF NOT EXISTS attrs (
+    run_id TEXT NOT NULL, path TEXT NOT NULL, type TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (run_id, path));
+CREATE TABLE IF NOT EXISTS points (
+    run_id TEXT NOT NULL, path TEXT NOT NULL, idx INTEGER NOT NULL, step REAL NOT NULL,
+    value, ts_ms INTEGER NOT NULL, PRIMARY KEY (run_id, path, idx));
+CREATE TABLE IF NOT EXISTS filesets (
+    run_id TEXT NOT NULL, path TEXT NOT NULL, sub_path TEXT NOT NULL, blob TEXT NOT NULL,
+    size INTEGER NOT NULL, mtime_ms INTEGER NOT NULL, PRIMARY KEY (run_id, path, sub_path));
+CREATE TABLE IF NOT EXISTS uploads (
+    id TEXT PRIMARY KEY, run_id TEXT NOT NULL, path TEXT NOT NULL, target TEXT NOT NULL,
+    ext TEXT, sub_path TEXT, total INTEGER NOT NULL, created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS downloads (
+    id TEXT PRIMARY KEY, run_id TEXT NOT NULL, path TEXT NOT NULL, created_ms INTEGER NOT NULL);
+"""
+
+# sys/* fields the server owns: writes to them are rejected like on a real server.
+READ_ONLY_SYS = frozenset(
+    {
+        "sys/id",
+        "sys/state",
+        "sys/owner",
+        "sys/creation_time",
+        "sys/modification_time",
+        "sys/ping_time",
+        "sys/running_time",
+        "sys/monitoring_time",
+        "sys/size",
+        "sys/trashed",
+        "sys/custom_run_id",
+        "sys/model_id",
+        "sys/group_tags",
+    }
+)
+SERIES_TYPES = ("floatSeries", "stringSeries", "imageSeries")
+STRING_SERIES_MAX = 1000
+STRING_MAX = 16384
+
+
+class EmulatorError(Exception):
+    """A request-level error: HTTP status, Neptune errorType and a message."""
+
+    def __init__(self, status: int, message: str, error_type: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_type = error_type
+
+
+@dataclass(frozen=True)
+class ProjectRow:
+    """A project: UUID, workspace, name and the key that prefixes short ids (SAN-12)."""
+
+    id: str
+    workspace: str
+    name: str
+    key: str
+
+    @property
+    def qualified_name(self) -> str:
+        """workspace/name."""
+        return f"{self.workspace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A run (or model / model version): identities, owner, timestamps and trash flag."""
+
+    id: str
+    project_id: str
+    seq: int
+    short_id: str
+    type: str
+    custom_id: str | None
+    model_key: str | None
+    parent_id: str | None
+    owner: str
+    created_ms: int
+    modified_ms: int
+    ping_ms: int
+    trashed: bool
+
+
+@dataclass(frozen=True)
+class Attr:
+    """A stored field: path, Neptune attribute type and its JSON state."""
+
+    path: str
+    type: str
+    value: dict[str, Any]
+
+
+def now_ms() -> int:
+    """Current wall-clock time in milliseconds."""
+    return int(time.time() * 1000)
+
+
+def iso_ms(ms: int) -> str:
+    """Milliseconds since the epoch as the ISO-8601 UTC text Neptune uses (2024-01-02T03:04:05.678Z)."""
+    secs, rest = divmod(int(ms), 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{rest:03d}Z"
+
+
+def project_key_for(name: str, taken: set[str]) -> str:
+    """A short upper-case key for a project name (sandbox -> SAN), unique among `taken`."""
+    letters = re.sub(r"[^A-Za-z0-9]", "", name).upper() or "PRJ"
+    base = letters[:3]
+    key = base
+    n = 2
+    while key in taken:
+        key = f"{base}{n}"
+        n += 1
+    return key
+
+
+def _valid_path(path: Any) -> bool:
+    return isinstance(path, str) and path != "" and all(part for part in path.split("/"))
+
+
+class Storage:
+    """SQLite + blob store holding projects, runs, fields, series points and files."""
+
+    def __init__(self, root: Path, owner: str = "emulator") -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.blobs = self.root / "blobs"
+        self.blobs.mkdir(exist_ok=True)
+        self.uploads_dir = self.root / "uploads"
+        self.uploads_dir.mkdir(exist_ok=True)
+        self.owner = owner
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            str(self.root / "emulator.sqlite3"), check_same_thread=False, isolation_level=None
+        )
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._live_sockets: dict[str, int] = {}
+        self._closed_ms: dict[str, int] = {}
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # ----- meta ---------------------------------------------------------------------------------
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        """Read a persisted setting."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row["value"] if row else default
+
+    def meta_setdefault(self, key: str, make: Any) -> str:
+        """Return a persisted setting, storing make() first when it is missing."""
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            if row:
+                return str(row["value"])
+            value = str(make())
+            db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+            return value
+
+    # ----- projects -----------------------------------------------------------------------------
+    def ensure_project(self, qualified_name: str) -> ProjectRow:
+        """Create workspace/name if it does not exist yet and return it."""
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", qualified_name):
+            raise ValueError(f"project must look like workspace/name, got {qualified_name!r}")
+        workspace, name = qualified_name.split("/")
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT * FROM projects WHERE workspace=? AND name=?", (workspace, name)
+            ).fetchone()
+            if row is None:
+                taken = {r["key"] for r in db.execute("SELECT key FROM projects")}
+                key = project_key_for(name, taken)
+                db.execute(
+                    "INSERT INTO projects (id, workspace, name, key, created_ms) VALUES (?, ?, ?, ?, ?)",
+                    (str(uuid.uuid4()), workspace, name, key, now_ms()),
+                )
+                row = db.execute(
+                    "SELECT * FROM projects WHERE workspace=? AND name=?", (workspace, name)
+                ).fetchone()
+                # A project is also a metadata container (init_project reads and writes its fields).
+                ts = now_ms()
+                db.execute(
+                    "INSERT INTO runs (id, project_id, seq, short_id, type, owner, created_ms, modified_ms,"
+                    " ping_ms) VALUES (?, ?, 0, ?, 'project', ?, ?, ?, ?)",
+                    (row["id"], row["id"], key, self.owner, ts, ts, ts),
+                )
+        return self._project(row)
+
+    @staticmethod
+    def _project(row: sqlite3.Row) -> ProjectRow:
+        return ProjectRow(id=row["id"], workspace=row["workspace"], name=row["name"], key=row["key"])
+
+    def find_project(self, identifier: str) -> ProjectRow | None:
+        """A project by UUID or workspace/name."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM projects WHERE id=?", (identifier,)).fetchone()
+            if row is None and "/" in identifier:
+                workspace, _, name = identifier.partition("/")
+                row = self._db.execute(
+                    "SELECT * FROM projects WHERE workspace=? AND name=?", (workspace, name)
+                ).fetchone()
+        return self._project(row) if row else None
+
+    def list_projects(self) -> list[ProjectRow]:
+        """Every project, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM projects ORDER BY created_ms").fetchall()
+        return [self._project(r) for r in rows]
+
+    # ----- runs ---------------------------------------------------------------------------------
+    @staticmethod
+    def _run(row: sqlite3.Row) -> RunRow:
+        return RunRow(
+            id=row["id"],
+            project_id=row["project_id"],
+            seq=row["seq"],
+            short_id=row["short_id"],
+            type=row["type"],
+            custom_id=row["custom_id"],
+            model_key=row["model_key"],
+            parent_id=row["parent_id"],
+            owner=row["owner"],
+            created_ms=row["created_ms"],
+            modified_ms=row["modified_ms"],
+            ping_ms=row["ping_ms"],
+            trashed=bool(row["trashed"]),
+        )
+
+    def create_run(
+        self,
+        project: ProjectRow,
+        *,
+        kind: str = "run",
+        custom_id: str | None = None,
+        model_key: str | None = None,
+        parent_id: str | None = None,
+    ) -> tuple[RunRow, bool]:
+        """Create a run (or return the one with the same custom id): (row, created?)."""
+        with self._tx() as db:
+            if custom_id:
+                row = db.execute(
+                    "SELECT * FROM runs WHERE project_id=? AND custom_id=? AND type=? ORDER BY seq LIMIT 1",
+                    (project.id, custom_id, kind),
+                ).fetchone()
+                if row is not None:
+                    return self._run(row), False
+            if kind == "model":
+                if not model_key or not re.fullmatch(r"[A-Z0-9]{1,10}", model_key):
+                    raise EmulatorError(422, f"Invalid model key {model_key!r}", "INCORRECT_IDENTIFIER")
+                short_id = f"{project.key}-{model_key}"
+                if db.execute(
+                    "SELECT 1 FROM runs WHERE project_id=? AND short_id=?", (project.id, short_id)
+                ).fetchone():
+                    raise EmulatorError(409, f"Model {short_id} already exists", "MODEL_KEY_COLLISION")
+                seq = 0
+            elif kind == "modelVersion":
+                parent = db.execute("SELECT * FROM runs WHERE id=?", (parent_id,)).fetchone()
+                if parent is None or parent["type"] != "model":
+                    raise EmulatorError(404, f"Model {parent_id} not found", "EXPERIMENT_NOT_FOUND")
+                seq = db.execute(
+                    "SELECT COALESCE(MAX(seq), 0) + 1 FROM runs WHERE parent_id=?", (parent_id,)
+                ).fetchone()[0]
+                short_id = f"{parent['short_id']}-{seq}"
+            else:
+                seq = db.execute("SELECT next_seq FROM projects WHERE id=?", (project.id,)).fetchone()[0]
+                db.execute("UPDATE projects SET next_seq=? WHERE id=?", (seq + 1, project.id))
+                short_id = f"{project.key}-{seq}"
+            ts = now_ms()
+            run_id = str(uuid.uuid4())
+            db.execute(
+                "INSERT INTO runs (id, project_id, seq, short_id, type, custom_id, model_key, parent_id,"
+                " owner, created_ms, modified_ms, ping_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    project.id,
+                    seq,
+                    short_id,
+                    kind,
+                    custom_id,
+                    model_key,
+                    parent_id,
+                    self.owner,
+                    ts,
+                    ts,
+                    ts,
+                ),
+            )
+            row = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        return self._run(row), True
+
+    def find_run(self, identifier: str) -> RunRow | None:
+        """A run by UUID or by workspace/project/SHORT-ID."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM runs WHERE id=?", (identifier,)).fetchone()
+            if row is None and identifier.count("/") == 2:
+                workspace, name, short_id = identifier.split("/")
+                row = self._db.execute(
+                    "SELECT runs.* FROM runs JOIN projects ON runs.project_id = projects.id"
+                    " WHERE projects.workspace=? AND projects.name=? AND runs.short_id=?",
+                    (workspace, name, short_id),
+                ).fetchone()
+        return self._run(row) if row else None
+
+    def runs_of(self, project_id: str, kinds: list[str] | None = None) -> list[RunRow]:
+        """All runs of a project (optionally of some types), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM runs WHERE project_id=? ORDER BY created_ms, seq", (project_id,)
+            ).fetchall()
+        runs = [self._run(r) for r in rows]
+        return [r for r in runs if (r.type in kinds if kinds else r.type != "project")]
+
+    def ping(self, run_id: str) -> None:
+        """Record that a client holding the run is alive."""
+        with self._tx() as db:
+            db.execute("UPDATE runs SET ping_ms=? WHERE id=?", (now_ms(), run_id))
+
+    def set_trashed(self, run_ids: list[str], trashed: bool) -> None:
+        """Move runs to or out of the trash."""
+        with self._tx() as db:
+            db.executemany("UPDATE runs SET trashed=? WHERE id=?", [(int(trashed), rid) for rid in run_ids])
+
+    def delete_runs(self, run_ids: list[str]) -> None:
+        """Delete runs for good, with their fields and blobs."""
+        blobs: list[str] = []
+        with self._tx() as db:
+            for rid in run_ids:
+                blobs += self._blobs_of(db, rid, None)
+                for table in ("attrs", "points", "filesets", "uploads", "downloads"):
+                    db.execute(f"DELETE FROM {table} WHERE run_id=?", (rid,))
+                db.execute("DELETE FROM runs WHERE id=? OR parent_id=?", (rid, rid))
+        self._drop_blobs(blobs)
+
+    # ----- websocket liveness -------------------------------------------------------------------
+    def socket_opened(self, run_id: str) -> None:
+        """A client opened the run's signal websocket (it holds the run open)."""
+        with self._lock:
+            self._live_sockets[run_id] = self._live_sockets.get(run_id, 0) + 1
+
+    def socket_closed(self, run_id: str) -> None:
+        """A client closed the run's websocket (neptune does so in stop())."""
+        with self._lock:
+            left = self._live_sockets.get(run_id, 1) - 1
+            if left <= 0:
+                self._live_sockets.pop(run_id, None)
+                self._closed_ms[run_id] = now_ms()
+            else:
+                self._live_sockets[run_id] = left
+
+    def run_state(self, run: RunRow, state_timeout_s: float) -> str:
+        """'running' while a client holds the run (open websocket or recent ping), else 'idle'."""
+        with self._lock:
+            if self._live_sockets.get(run.id, 0) > 0:
+                return "running"
+            closed = self._closed_ms.get(run.id)
+        if closed is not None and run.ping_ms <= closed:
+            return "idle"
+        return "running" if now_ms() - run.ping_ms < state_timeout_s * 1000 else "idle"
+
+    # ----- attributes ---------------------------------------------------------------------------
+    def attributes(self, run_id: str) -> list[Attr]:
+        """Every stored field of a run."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT path, type, value FROM attrs WHERE run_id=? ORDER BY path", (run_id,)
+            ).fetchall()
+        return [Attr(r["path"], r["type"], json.loads(r["value"])) for r in rows]
+
+    def attributes_of_runs(self, run_ids: list[str]) -> dict[str, list[Attr]]:
+        """Stored fields of many runs at once."""
+        out: dict[str, list[Attr]] = {rid: [] for rid in run_ids}
+        with self._lock:
+            for row in self._db.execute("SELECT run_id, path, type, value FROM attrs ORDER BY path"):
+                if row["run_id"] in out:
+                    out[row["run_id"]].append(Attr(row["path"], row["type"], json.loads(row["value"])))
+        return out
+
+    def attribute(self, run_id: str, path: str) -> Attr | None:
+        """One stored field."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT path, type, value FROM attrs WHERE run_id=? AND path=?", (run_id, path)
+            ).fetchone()
+        return Attr(row["path"], row["type"], json.loads(row["value"])) if row else None
+
+    def series_values(self, run_id: str, path: str, offset: int, limit: int) -> tuple[int, list[sqlite3.Row]]:
+        """(total count, points[offset:offset+limit]) of a series, in step order."""
+        with self._lock:
+            total = self._db.execute(
+                "SELECT COUNT(*) FROM points WHERE run_id=? AND path=?", (run_id, path)
+            ).fetchone()[0]
+            rows = self._db.execute(
+                "SELECT step, value, ts_ms FROM points WHERE run_id=? AND path=?"
+                " ORDER BY idx LIMIT ? OFFSET ?",
+                (run_id, path, max(limit, 0), max(offset, 0)),
+            ).fetchall()
+        return int(total), rows
+
+    def fileset_entries(self, run_id: str, path: str) -> list[sqlite3.Row]:
+        """Files of a file set, by sub-path."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT sub_path, blob, size, mtime_ms FROM filesets WHERE run_id=? AND path=?"
+                " ORDER BY sub_path",
+                (run_id, path),
+            ).fetchall()
+
+    def blob_path(self, blob: str) -> Path:
+        """Where a blob's bytes are on disk."""
+        return self.blobs / blob
+
+    def run_size(self, run_id: str) -> int:
+        """Bytes of files stored for a run (sys/size)."""
+        with self._lock:
+            files = self._db.execute(
+                "SELECT COALESCE(SUM(size), 0) FROM filesets WHERE run_id=?", (run_id,)
+            ).fetchone()[0]
+            atoms = self._db.execute(
+                "SELECT value FROM attrs WHERE run_id=? AND type='file'", (run_id,)
+            ).fetchall()
+        return int(files) + sum(int(json.loads(r["value"]).get("size", 0)) for r in atoms)
+
+    # ----- writes -------------------------------------------------------------------------------
+    def execute_operations(self, run: RunRow, operations: list[Any]) -> tuple[list[str], int, int]:
+        """Apply operations in order in one transaction: (errors, operations applied, points stored)."""
+        errors: list[str] = []
+        applied = 0
+        points = 0
+        dropped: list[str] = []
+        with self._tx() as db:
+            for op in operations:
+                try:
+                    points += _apply(db, run.id, op, dropped)
+                    applied += 1
+                except _StoredButRejected as exc:
+                    points += exc.stored
+                    applied += 1
+                    errors.append(str(exc))
+                except _OpError as exc:
+                    errors.append(str(exc))
+            if applied:
+                db.execute("UPDATE runs SET modified_ms=? WHERE id=?", (now_ms(), run.id))
+        self._drop_blobs(dropped)
+        return errors, applied, points
+
+    def store_blob(self, data: bytes) -> str:
+        """Write bytes to a new blob and return its name."""
+        name = uuid.uuid4().hex
+        tmp = self.blobs / f".{name}.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(self.blobs / name)
+        return name
+
+    def _drop_blobs(self, blobs: list[str]) -> None:
+        for blob in blobs:
+            (self.blobs / blob).unlink(missing_ok=True)
+
+    @staticmethod
+    def _blobs_of(db: sqlite3.Connection, run_id: str, path: str | None) -> list[str]:
+        blobs: list[str] = []
+        if path is None:
+            rows = db.execute("SELECT value FROM attrs WHERE run_id=? AND type='file'", (run_id,)).fetchall()
+            files = db.execute("SELECT blob FROM filesets WHERE run_id=?", (run_id,)).fetchall()
+        else:
+            rows = db.execute(
+                "SELECT value FROM attrs WHERE run_id=? AND path=? AND type='file'", (run_id, path)
+            ).fetchall()
+            files = db.execute(
+                "SELECT blob FROM filesets WHERE run_id=? AND path=?", (run_id, path)
+            ).fetchall()
+        blobs += [json.loads(r["value"])["blob"] for r in rows]
+        blobs += [r["blob"] for r in files]
+        return blobs
+
+    def set_file(self, run: RunRow, path: str, ext: str, data: bytes) -> None:
+        """Store a File field's content (replacing an older one)."""
+        self._check_writable(path)
+        blob = self.store_blob(data)
+        name = path.rsplit("/", 1)[-1]
+        value = {"blob": blob, "name": name, "ext": ext or "", "size": len(data)}
+        old: list[str] = []
+        try:
+            with self._tx() as db:
+                _check_type(db, run.id, path, "file")
+                old = self._blobs_of(db, run.id, path)
+                db.execute(
+                    "INSERT OR REPLACE INTO attrs (run_id, path, type, value) VALUES (?, ?, 'file', ?)",
+                    (run.id, path, json.dumps(value)),
+                )
+                db.execute("UPDATE runs SET modified_ms=? WHERE id=?", (now_ms(), run.id))
+        except _OpError as exc:
+            self._drop_blobs([blob])
+            raise EmulatorError(400, str(exc)) from exc
+        self._drop_blobs(old)
+
+    def add_fileset_files(self, run: RunRow, path: str, files: dict[str, bytes], reset: bool) -> None:
+        """Add files to a FileSet field (optionally emptying it first)."""
+        self._check_writable(path)
+        stored = {sub: self.store_blob(data) for sub, data in files.items()}
+        old: list[str] = []
+        try:
+            with self._tx() as db:
+                _check_type(db, run.id, path, "fileSet")
+                db.execute(
+                    "INSERT OR IGNORE INTO attrs (run_id, path, type, value) VALUES (?, ?, 'fileSet', '{}')",
+                    (run.id, path),
+                )
+                if reset:
+                    old += self._blobs_of(db, run.id, path)
+                    db.execute("DELETE FROM filesets WHERE run_id=? AND path=?", (run.id, path))
+                ts = now_ms()
+                for sub, blob in stored.items():
+                    prev = db.execute(
+                        "SELECT blob FROM filesets WHERE run_id=? AND path=? AND sub_path=?",
+                        (run.id, path, sub),
+                    ).fetchone()
+                    if prev:
+                        old.append(prev["blob"])
+                    db.execute(
+                        "INSERT OR REPLACE INTO filesets (run_id, path, sub_path, blob, size, mtime_ms)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (run.id, path, sub, blob, len(files[sub]), ts),
+                    )
+                db.execute("UPDATE runs SET modified_ms=? WHERE id=?", (ts, run.id))
+        except _OpError as exc:
+            self._drop_blobs(list(stored.values()))
+            raise EmulatorError(400, str(exc)) from exc
+        self._drop_blobs(old)
+
+    def add_fileset_tar(self, run: RunRow, path: str, data: bytes, reset: bool) -> None:
+        """Unpack a tar.gz upload into a FileSet field."""
+        files: dict[str, bytes] = {}
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
+                for member in archive.getmembers():
+                    if not member.isfile():
+                        continue
+                    sub = normalize_sub_path(member.name)
+                    handle = archive.extractfile(member)
+                    if sub and handle is not None:
+                        files[sub] = handle.read()
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise EmulatorError(400, f"Invalid tar.gz upload: {exc}") from exc
+        self.add_fileset_files(run, path, files, reset)
+
+    @staticmethod
+    def _check_writable(path: str) -> None:
+        if not _valid_path(path):
+            raise EmulatorError(400, f"Invalid attribute path {path!r}")
+        if path in READ_ONLY_SYS:
+            raise EmulatorError(400, f"Attribute {path} is read-only")
+
+    # ----- multipart uploads --------------------------------------------------------------------
+    def start_upload(
+        self, run: RunRow, path: str, target: str, ext: str | None, sub_path: str | None, total: int
+    ) -> str:
+        """Begin a multipart upload and return its id."""
+        self._check_writable(path)
+        upload_id = secrets.token_hex(12)
+        (self.uploads_dir / upload_id).mkdir()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO uploads (id, run_id, path, target, ext, sub_path, total, created_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (upload_id, run.id, path, target, ext, sub_path, total, now_ms()),
+            )
+        return upload_id
+
+    def upload(self, upload_id: str) -> sqlite3.Row | None:
+        """An unfinished multipart upload."""
+        with self._lock:
+            return self._db.execute("SELECT * FROM uploads WHERE id=?", (upload_id,)).fetchone()
+
+    def store_part(self, upload_id: str, start: int, data: bytes) -> None:
+        """Keep one part of a multipart upload, named by its start offset."""
+        (self.uploads_dir / upload_id / f"{start:020d}").write_bytes(data)
+
+    def finish_upload(self, upload_id: str) -> None:
+        """Join the parts of a multipart upload and store them in the field."""
+        up = self.upload(upload_id)
+        if up is None:
+            raise EmulatorError(404, f"Upload {upload_id} not found")
+        folder = self.uploads_dir / upload_id
+        buf = bytearray()
+        for part in sorted(folder.iterdir()):
+            start = int(part.name)
+            if start != len(buf):
+                raise EmulatorError(400, "Length of stream does not match given range")
+            buf += part.read_bytes()
+        if len(buf) != up["total"]:
+            raise EmulatorError(400, "Length of stream does not match given range")
+        run = self.find_run(up["run_id"])
+        if run is None:
+            raise EmulatorError(404, "Run not found", "EXPERIMENT_NOT_FOUND")
+        if up["target"] == "file":
+            self.set_file(run, up["path"], up["ext"] or "", bytes(buf))
+        else:
+            self.add_fileset_files(run, up["path"], {up["sub_path"]: bytes(buf)}, reset=False)
+        with self._tx() as db:
+            db.execute("DELETE FROM uploads WHERE id=?", (upload_id,))
+        shutil.rmtree(folder, ignore_errors=True)
+
+    # ----- file set downloads -------------------------------------------------------------------
+    def prepare_download(self, run_id: str, path: str) -> str:
+        """Register a file-set zip download and return its id."""
+        download_id = secrets.token_hex(12)
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO downloads (id, run_id, path, created_ms) VALUES (?, ?, ?, ?)",
+                (download_id, run_id, path, now_ms()),
+            )
+        return download_id
+
+    def download(self, download_id: str) -> sqlite3.Row | None:
+        """A prepared download."""
+        with self._lock:
+            return self._db.execute("SELECT * FROM downloads WHERE id=?", (download_id,)).fetchone()
+
+    def fileset_zip(self, run_id: str, path: str) -> bytes:
+        """The files of a FileSet field as a zip archive."""
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+            for entry in self.fileset_entries(run_id, path):
+                archive.writestr(entry["sub_path"], self.blob_path(entry["blob"]).read_bytes())
+        return buf.getvalue()
+
+
+def normalize_sub_path(name: str) -> str:
+    """A file-set member path without leading ./ or /, with no .. parts."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        return ""
+    return "/".join(parts)
+
+
+class _OpError(Exception):
+    """One rejected operation (reported in the executeOperations response)."""
+
+
+def _get(db: sqlite3.Connection, run_id: str, path: str) -> tuple[str, dict[str, Any]] | None:
+    row = db.execute("SELECT type, value FROM attrs WHERE run_id=? AND path=?", (run_id, path)).fetchone()
+    return (row["type"], json.loads(row["value"])) if row else None
+
+
+def _put(db: sqlite3.Connection, run_id: str, path: str, kind: str, value: dict[str, Any]) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO attrs (run_id, path, type, value) VALUES (?, ?, ?, ?)",
+        (run_id, path, kind, json.dumps(value)),
+    )
+
+
+def _check_type(db: sqlite3.Connection, run_id: str, path: str, kind: str) -> dict[str, Any] | None:
+    """Refuse writes that clash with the field's type or with the namespace tree; return current state."""
+    current = _get(db, run_id, path)
+    if current is not None:
+        if current[0] != kind:
+            raise _OpError(
+                f"Cannot perform operation on attribute {path} of type {current[0]} (expected {kind})"
+            )
+        return current[1]
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        prefix = "/".join(parts[:i])
+        if db.execute("SELECT 1 FROM attrs WHERE run_id=? AND path=?", (run_id, prefix)).fetchone():
+            raise _OpError(f"Cannot create attribute {path}: {prefix} is a field, not a namespace")
+    if db.execute(
+        "SELECT 1 FROM attrs WHERE run_id=? AND substr(path, 1, ?)=? LIMIT 1",
+        (run_id, len(path) + 1, path + "/"),
+    ).fetchone():
+        raise _OpError(f"Cannot create attribute {path}: it is a namespace")
+    return None
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _OpError(f"{what} must be a number, got {value!r}")
+    return float(value)
+
+
+def _apply(db: sqlite3.Connection, run_id: str, op: Any, dropped: list[str]) -> int:
+    """Apply one operation; returns the number of series points it stored."""
+    if not isinstance(op, dict):
+        raise _OpError(f"Malformed operation {op!r}")
+    path = op.get("path")
+    names = [k for k in op if k != "path"]
+    if len(names) != 1:
+        raise _OpError(f"Malformed operation on {path!r}: expected exactly one operation, got {names}")
+    name = names[0]
+    body = op[name] if isinstance(op[name], dict) else {}
+    if not _valid_path(path):
+        raise _OpError(f"Invalid attribute path {path!r}")
+    assert isinstance(path, str)
+    if path in READ_ONLY_SYS:
+        raise _OpError(f"Attribute {path} is read-only")
+
+    assigns = {
+        "assignFloat": "float",
+        "assignInt": "int",
+        "assignBool": "bool",
+        "assignString": "string",
+        "assignDatetime": "datetime",
+    }
+    if name in assigns:
+        kind = assigns[name]
+        _check_type(db, run_id, path, kind)
+        if kind == "datetime":
+            value: Any = int(_number(body.get("valueMilliseconds"), "valueMilliseconds"))
+        else:
+            value = body.get("value")
+            if kind == "float":
+                value = _number(value, "value")
+            elif kind == "int":
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise _OpError(f"value must be an integer, got {value!r}")
+            elif kind == "bool":
+                if not isinstance(value, bool):
+                    raise _OpError(f"value must be a boolean, got {value!r}")
+            elif not isinstance(value, str):
+                raise _OpError(f"value must be a string, got {value!r}")
+            else:
+                value = value[:STRING_MAX]
+        _put(db, run_id, path, kind, {"v": value})
+        return 0
+
+    series = {"logFloats": "floatSeries", "logStrings": "stringSeries", "logImages": "imageSeries"}
+    if name in series:
+        return _log(db, run_id, path, series[name], body.get("entries") or [])
+
+    clears = {
+        "clearFloatSeries": "floatSeries",
+        "clearStringSeries": "stringSeries",
+        "clearImageSeries": "imageSeries",
+    }
+    if name in clears:
+        state = _check_type(db, run_id, path, clears[name]) or {}
+        db.execute("DELETE FROM points WHERE run_id=? AND path=?", (run_id, path))
+        keep = {k: state[k] for k in ("config",) if k in state}
+        _put(db, run_id, path, clears[name], keep)
+        return 0
+
+    if name == "configFloatSeries":
+        state = _check_type(db, run_id, path, "floatSeries") or {}
+        state["config"] = {k: body.get(k) for k in ("min", "max", "unit")}
+        _put(db, run_id, path, "floatSeries", state)
+        return 0
+
+    if name in ("insertStrings", "addStrings", "removeStrings", "clearStringSet"):
+        state = _check_type(db, run_id, path, "stringSet") or {"v": []}
+        values = set(state.get("v", []))
+        incoming = body.get("values") or []
+        if not all(isinstance(v, str) for v in incoming):
+            raise _OpError("string set values must be strings")
+        if name == "removeStrings":
+            values -= set(incoming)
+        elif name == "clearStringSet":
+            values = set()
+        else:
+            values |= set(incoming)
+        _put(db, run_id, path, "stringSet", {"v": sorted(values)})
+        return 0
+
+    if name == "deleteAttribute":
+        dropped += Storage._blobs_of(db, run_id, path)
+        db.execute("DELETE FROM attrs WHERE run_id=? AND path=?", (run_id, path))
+        db.execute("DELETE FROM points WHERE run_id=? AND path=?", (run_id, path))
+        db.execute("DELETE FROM filesets WHERE run_id=? AND path=?", (run_id, path))
+        return 0
+
+    if name == "deleteFiles":
+        current = _get(db, run_id, path)
+        if current is None:
+            return 0
+        if current[0] != "fileSet":
+            raise _OpError(f"Cannot delete files from attribute {path} of type {current[0]}")
+        for raw in body.get("filePaths") or []:
+            sub = normalize_sub_path(str(raw))
+            rows = db.execute(
+                "SELECT sub_path, blob FROM filesets WHERE run_id=? AND path=?"
+                " AND (?='' OR sub_path=? OR substr(sub_path, 1, ?)=?)",
+                (run_id, path, sub, sub, len(sub) + 1, sub + "/"),
+            ).fetchall()
+            for row in rows:
+                dropped.append(row["blob"])
+                db.execute(
+                    "DELETE FROM filesets WHERE run_id=? AND path=? AND sub_path=?",
+                    (run_id, path, row["sub_path"]),
+                )
+        return 0
+
+    if name in ("assignArtifact", "clearArtifact", "trackFilesToArtifact"):
+        raise _OpError(f"{name}: artifacts are not supported by the Neptune emulator")
+    raise _OpError(f"Unsupported operation {name} on {path}")
+
+
+def _log(db: sqlite3.Connection, run_id: str, path: str, kind: str, entries: list[Any]) -> int:
+    state = _check_type(db, run_id, path, kind) or {}
+    last_step = state.get("lastStep")
+    count = int(state.get("count", 0))
+    stored = 0
+    first_bad: float | None = None
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise _OpError(f"Malformed series entry {entry!r}")
+        step_raw = entry.get("step")
+        step = (0.0 if last_step is None else float(last_step) + 1.0) if step_raw is None else float(step_raw)
+        if last_step is not None and step <= float(last_step):
+            if first_bad is None:
+                first_bad = step
+            continue
+        raw = entry.get("value")
+        if kind == "floatSeries":
+            value: Any = _number(raw, "value")
+            state["min"] = value if state.get("min") is None else min(state["min"], value)
+            state["max"] = value if state.get("max") is None else max(state["max"], value)
+            state["sum"] = float(state.get("sum", 0.0)) + value
+        elif kind == "stringSeries":
+            if not isinstance(raw, str):
+                raise _OpError(f"value must be a string, got {raw!r}")
+            value = raw[:STRING_SERIES_MAX]
+        else:
+            value = json.dumps(raw)
+        ts = int(entry.get("timestampMilliseconds") or now_ms())
+        db.execute(
+            "INSERT INTO points (run_id, path, idx, step, value, ts_ms) VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, path, count, step, value, ts),
+        )
+        count += 1
+        stored += 1
+        last_step = step
+        state["last"] = value if kind != "imageSeries" else None
+        state["lastStep"] = step
+    state["count"] = count
+    _put(db, run_id, path, kind, state)
+    if first_bad is not None:
+        # The valid points of this operation are kept; the rejected ones are reported.
+        raise _StoredButRejected(
+            f"X-coordinates (step) must be strictly increasing for series attribute: {path}. "
+            f"Invalid point: {first_bad}",
+            stored,
+        )
+    return stored
+
+
+class _StoredButRejected(_OpError):
+    """Some points were stored, others rejected for their step."""
+
+    def __init__(self, message: str, stored: int) -> None:
+        super().__init__(message)
+        self.stored = stored

@@ -1,0 +1,477 @@
+"""The Swagger 2.0 documents the emulator serves (the neptune client builds every call from them).
+
+The client ships no API description: bravado reads `/api/{backend,leaderboard,artifacts}/swagger.json`
+and calls operations by operationId. Paths are absolute (basePath "/") because the client joins
+`operation.path_name` onto the API URL for its raw upload/download requests. Response models are
+declared wherever the client reads attributes (`result.shortId`), since bravado only builds objects
+for declared schemas. The same table drives the server's routing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """One API operation: which document it belongs to, its HTTP method, path, parameters, result."""
+
+    api: str
+    method: str
+    path: str
+    operation_id: str
+    params: tuple[JSON, ...] = ()
+    response: JSON | None = None
+
+
+def _q(name: str, kind: str = "string", required: bool = False) -> JSON:
+    return {"in": "query", "name": name, "type": kind, "required": required}
+
+
+def _qa(name: str) -> JSON:
+    return {
+        "in": "query",
+        "name": name,
+        "type": "array",
+        "items": {"type": "string"},
+        "collectionFormat": "multi",
+        "required": False,
+    }
+
+
+def _h(name: str, required: bool = False) -> JSON:
+    return {"in": "header", "name": name, "type": "string", "required": required}
+
+
+def _body(name: str, schema: JSON) -> JSON:
+    return {"in": "body", "name": name, "required": True, "schema": schema}
+
+
+def _ref(name: str) -> JSON:
+    return {"$ref": f"#/definitions/{name}"}
+
+
+def _list(schema: JSON) -> JSON:
+    return {"type": "array", "items": schema}
+
+
+def _model(**props: JSON) -> JSON:
+    return {"type": "object", "properties": props}
+
+
+_S: JSON = {"type": "string"}
+_I: JSON = {"type": "integer", "format": "int64"}
+_N: JSON = {"type": "number", "format": "double"}
+_B: JSON = {"type": "boolean"}
+_DT: JSON = {"type": "string", "format": "date-time"}
+
+_ATTRIBUTE_PROPS = {
+    "floatProperties": "FloatAttribute",
+    "intProperties": "IntAttribute",
+    "boolProperties": "BoolAttribute",
+    "stringProperties": "StringAttribute",
+    "datetimeProperties": "DatetimeAttribute",
+    "fileProperties": "FileAttribute",
+    "fileSetProperties": "FileSetAttribute",
+    "floatSeriesProperties": "FloatSeriesAttribute",
+    "stringSeriesProperties": "StringSeriesAttribute",
+    "imageSeriesProperties": "ImageSeriesAttribute",
+    "stringSetProperties": "StringSetAttribute",
+    "experimentStateProperties": "ExperimentStateAttribute",
+}
+
+DEFINITIONS: JSON = {
+    "Error": _model(errorDescription=_S, errorType=_S),
+    "PyLibVersions": _model(minRecommendedVersion=_S, minCompatibleVersion=_S, maxCompatibleVersion=_S),
+    "MultiPartUploadConfig": _model(
+        enabled=_B, minChunkSize=_I, maxChunkSize=_I, maxChunkCount=_I, maxSinglePartSize=_I
+    ),
+    "ArtifactsConfig": _model(enabled=_B, apiVersion=_I),
+    "ClientConfig": _model(
+        apiUrl=_S,
+        applicationUrl=_S,
+        pyLibVersions=_ref("PyLibVersions"),
+        multiPartUpload=_ref("MultiPartUploadConfig"),
+        artifacts=_ref("ArtifactsConfig"),
+        sysNameSetByBackend=_B,
+    ),
+    "NeptuneOauthToken": _model(accessToken=_S, refreshToken=_S, username=_S),
+    "Project": _model(
+        id=_S,
+        name=_S,
+        organizationName=_S,
+        organizationId=_S,
+        projectKey=_S,
+        version=_I,
+        visibility=_S,
+        description=_S,
+    ),
+    "ProjectList": _model(entries=_list(_ref("Project")), matchingItemCount=_I, totalItemCount=_I),
+    "Organization": _model(id=_S, name=_S, organizationType=_S),
+    "Experiment": _model(
+        id=_S,
+        type=_S,
+        shortId=_S,
+        organizationName=_S,
+        organizationId=_S,
+        projectName=_S,
+        projectId=_S,
+        trashed=_B,
+        customId=_S,
+    ),
+    "FloatAttribute": _model(attributeName=_S, attributeType=_S, value=_N),
+    "IntAttribute": _model(attributeName=_S, attributeType=_S, value=_I),
+    "BoolAttribute": _model(attributeName=_S, attributeType=_S, value=_B),
+    "StringAttribute": _model(attributeName=_S, attributeType=_S, value=_S),
+    "DatetimeAttribute": _model(attributeName=_S, attributeType=_S, value=_DT),
+    "FileAttribute": _model(attributeName=_S, attributeType=_S, name=_S, ext=_S, size=_I),
+    "FileSetAttribute": _model(attributeName=_S, attributeType=_S, size=_I),
+    "FloatSeriesAttribute": _model(
+        attributeName=_S, attributeType=_S, last=_N, lastStep=_N, min=_N, max=_N, average=_N
+    ),
+    "StringSeriesAttribute": _model(attributeName=_S, attributeType=_S, last=_S, lastStep=_N),
+    "ImageSeriesAttribute": _model(attributeName=_S, attributeType=_S, lastStep=_N),
+    "StringSetAttribute": _model(attributeName=_S, attributeType=_S, values=_list(_S)),
+    "ExperimentStateAttribute": _model(attributeName=_S, attributeType=_S, value=_S),
+    "Attribute": _model(name=_S, type=_S, **{prop: _ref(model) for prop, model in _ATTRIBUTE_PROPS.items()}),
+    "ExperimentAttributes": _model(id=_S, type=_S, attributes=_list(_ref("Attribute"))),
+    "FloatPointValue": _model(timestampMillis=_I, step=_N, value=_N),
+    "StringPointValue": _model(timestampMillis=_I, step=_N, value=_S),
+    "FloatSeriesValues": _model(totalItemCount=_I, values=_list(_ref("FloatPointValue"))),
+    "StringSeriesValues": _model(totalItemCount=_I, values=_list(_ref("StringPointValue"))),
+    "ImageSeriesValues": _model(totalItemCount=_I),
+    "FileEntry": _model(name=_S, size=_I, mtime=_DT, fileType=_S),
+    "DownloadPrepareRequest": _model(id=_S, downloadUrl=_S, userId=_S),
+    "UploadStart": _model(uploadId=_S, errors=_list(_ref("Error"))),
+    "UploadResult": _model(errors=_list(_ref("Error"))),
+    "TrashResult": _model(errors=_list(_ref("Error")), updatedExperimentIdentifiers=_list(_S)),
+    "AttributeNameType": _model(name=_S, type=_S),
+    "AttributeNameTypeList": _model(entries=_list(_ref("AttributeNameType"))),
+    "WorkspaceStatus": _model(storageBytesAvailable=_I, storageBytesLimit=_I, storageBytesUsed=_I),
+}
+
+_TOKEN = _h("X-Neptune-Api-Token")
+_EXP = _q("experimentId", required=True)
+_EXPI = _q("experimentIdentifier", required=True)
+_ATTR = _q("attribute", required=True)
+_LB = "/api/leaderboard/v1"
+_BE = "/api/backend/v1"
+
+
+def _attr_get(kind: str, model: str) -> RouteSpec:
+    op = f"get{model}"
+    return RouteSpec("leaderboard", "GET", f"{_LB}/attributes/{kind}", op, (_EXP, _ATTR), _ref(model))
+
+
+ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec(
+        "backend",
+        "GET",
+        f"{_BE}/clients/config",
+        "getClientConfig",
+        (_TOKEN, _q("alpha")),
+        _ref("ClientConfig"),
+    ),
+    RouteSpec(
+        "backend",
+        "GET",
+        f"{_BE}/authorization/oauth-token",
+        "exchangeApiToken",
+        (_TOKEN,),
+        _ref("NeptuneOauthToken"),
+    ),
+    RouteSpec(
+        "backend",
+        "GET",
+        f"{_BE}/projects/get",
+        "getProject",
+        (_q("projectIdentifier", required=True),),
+        _ref("Project"),
+    ),
+    RouteSpec(
+        "backend",
+        "GET",
+        f"{_BE}/projects",
+        "listProjects",
+        (
+            _q("limit", "integer"),
+            _q("offset", "integer"),
+            _q("organizationIdentifier"),
+            _q("searchTerm"),
+            _qa("sortBy"),
+            _qa("sortDirection"),
+            _q("userRelation"),
+            _q("viewedUsername"),
+        ),
+        _ref("ProjectList"),
+    ),
+    RouteSpec(
+        "backend", "GET", f"{_BE}/myOrganizations", "listOrganizations", (), _list(_ref("Organization"))
+    ),
+    RouteSpec(
+        "backend",
+        "GET",
+        f"{_BE}/workspaces/status",
+        "workspaceStatus",
+        (_q("organizationIdentifier", required=True),),
+        _ref("WorkspaceStatus"),
+    ),
+    RouteSpec(
+        "leaderboard",
+        "POST",
+        f"{_LB}/experiments",
+        "createExperiment",
+        (_body("experimentCreationParams", {"type": "object"}), _h("X-Neptune-CliVersion")),
+        _ref("Experiment"),
+    ),
+    RouteSpec("leaderboard", "GET", f"{_LB}/experiments", "getExperiment", (_EXP,), _ref("Experiment")),
+    RouteSpec(
+        "leaderboard",
+        "GET",
+        f"{_LB}/attributes",
+        "getExperimentAttributes",
+        (_EXP,),
+        _ref("ExperimentAttributes"),
+    ),
+    RouteSpec("leaderboard", "POST", f"{_LB}/attributes/ping", "ping", (_EXP,), None),
+    RouteSpec(
+        "leaderboard",
+        "POST",
+        f"{_LB}/attributes/operations",
+        "executeOperations",
+        (_EXP, _body("operations", _list({"type": "object"}))),
+        _list(_ref("Error")),
+    ),
+    _attr_get("float", "FloatAttribute"),
+    _attr_get("int", "IntAttribute"),
+    _attr_get("bool", "BoolAttribute"),
+    _attr_get("string", "StringAttribute"),
+    _attr_get("datetime", "DatetimeAttribute"),
+    _attr_get("file", "FileAttribute"),
+    _attr_get("stringSet", "StringSetAttribute"),
+    _attr_get("floatSeries", "FloatSeriesAttribute"),
+    _attr_get("stringSeries", "StringSeriesAttribute"),
+    _attr_get("imageSeries", "ImageSeriesAttribute"),
+    RouteSpec(
+        "leaderboard",
+        "GET",
+        f"{_LB}/attributes/series/float",
+        "getFloatSeriesValues",
+        (_EXP, _ATTR, _q("limit", "integer"), _q("offset", "integer")),
+        _ref("FloatSeriesValues"),
+    ),
+    RouteSpec(
+        "leaderboard",
+        "GET",
+        f"{_LB}/attributes/series/string",
+        "getStringSeriesValues",
+        (_EXP, _ATTR, _q("limit", "integer"), _q("offset", "integer")),
+        _ref("StringSeriesValues"),
+    ),
+    RouteSpec(
+        "leaderboard",
+        "GET",
+        f"{_LB}/attributes/series/image",
+        "getImageSeriesValues",
+        (_EXP, _ATTR, _q("limit", "integer"), _q("offset", "integer")),
+        _ref("ImageSeriesValues"),
+    ),
+    RouteSpec(
+        "leaderboard",
+        "GET",
+        f"{_LB}/attributes/series/image/download",
+        "getImageSeriesValue",
+        (_EXP, _ATTR, _q("index", "integer")),
+        None,
+    ),
+    RouteSpec("leaderboard", "GET", f"{_LB}/attributes/download", "downloadAttribute", (_EXP, _ATTR), None),
+    RouteSpec(
+        "leaderboard",
+        "GET",
+        f"{_LB}/attributes/storage/fileset/list",
+        "lsFileSetAttribute",
+        (_EXP, _ATTR, _q("path")),
+        _list(_ref("FileEntry")),
+    ),
+    RouteSpec(
+        "leaderboard",
+        "POST",
+        f"{_LB}/attributes/storage/fileset/download/prepare",
+        "prepareForDownloadFileSetAttributeZip",
+        (_EXP, _ATTR, _q("expectedZipSize", "integer")),
+        _ref("DownloadPrepareRequest"),
+    ),
+    RouteSpec(
+        "leaderboard",
+        "GET",
+        f"{_LB}/storage/downloadRequest",
+        "getDownloadPrepareRequest",
+        (_q("id", required=True),),
+        _ref("DownloadPrepareRequest"),
+    ),
+    RouteSpec("leaderboard", "GET", f"{_LB}/storage/download", "downloadPrepared", (_q("id"),), None),
+    RouteSpec(
+        "leaderboard",
+        "POST",
+        f"{_LB}/attributes/storage/file/upload",
+        "fileAtomUpload",
+        (_EXPI, _ATTR, _q("ext")),
+        _ref("UploadResult"),
+    ),
+    RouteSpec(
+        "leaderboard",
+        "POST",
+        f"{_LB}/attributes/storage/file/upload/start",
+        "fileAtomMultipartUploadStart",
+        (_EXPI, _ATTR, _q("ext"), _q("totalLength", "integer", required=True)),
+        _ref("UploadStart"),
+    ),
+    RouteSpec(
+        "leaderboard",
+        "POST",
+        f"{_LB}/attributes/storage/file/upload/part",
+        "fileAtomMultipartUploadPart",
+        (_EXPI, _ATTR, _q("uploadId"), _q("uploadPartIdx", "integer"), _h("X-Range")),
+        _ref("UploadResult"),
+    ),
+    RouteSpec(
+        "leaderboard",
+        "POST",
+        f"{_LB}/attributes/storage/file/upload/finish",
+        "fileAtomMultipartUploadFinish",
+        (_EXPI, _ATTR, _q("uploadId", required=True)),
+        _ref("UploadResult"),
+    ),
+    RouteSpec(
+        "leaderboard",
+        "POST",
+        f"{_LB}/attributes/storage/fileset/upload",
+        "fileSetFileUpload",
+        (_EXPI, _ATTR, _q("subPath")),
+        _ref("UploadResult"),
+    ),
+    RouteSpec(
+        "leaderboard",
+        "POST",
+        f"{_LB}/attributes/storage/fileset/upload/start",
+        "fileSetFileMultipartUploadStart",
+        (_EXPI, _ATTR, _q("subPath", required=True), _q("totalLength", "integer", required=True)),
+        _ref("UploadStart"),
+    ),
+    RouteSpec(
+        "leaderboard",
+        "POST",
+        f"{_LB}/attributes/storage/fileset/upload/part",
+        "fileSetFileMultipartUploadPart",
+        (_EXPI, _ATTR, _q("subPath"), _q("uploadId"), _q("uploadPartIdx", "integer"), _h("X-Range")),
+        _ref("UploadResult"),
+    ),
+    RouteSpec(
+        "leaderboard",
+        "POST",
+        f"{_LB}/attributes/storage/fileset/upload/finish",
+        "fileSetFileMultipartUploadFinish",
+        (_EXPI, _ATTR, _q("subPath", required=True), _q("uploadId", required=True)),
+        _ref("UploadResult"),
+    ),
+    RouteSpec(
+        "leaderboard",
+        "POST",
+        f"{_LB}/attributes/uploadFileSetTar",
+        "uploadFileSetAttributeTar",
+        (_EXP, _ATTR, _q("reset")),
+        _ref("UploadResult"),
+    ),
+    RouteSpec(
+        "leaderboard",
+        "POST",
+        f"{_LB}/leaderboard/entries/search",
+        "searchLeaderboardEntries",
+        (_q("projectIdentifier", required=True), _qa("type"), _body("params", {"type": "object"})),
+        {"type": "object"},
+    ),
+    RouteSpec(
+        "leaderboard",
+        "POST",
+        f"{_LB}/leaderboard/attributes/search",
+        "searchLeaderboardAttributes",
+        (
+            _q("projectIdentifier", required=True),
+            _q("search"),
+            _qa("type"),
+            _body("params", {"type": "object"}),
+        ),
+        _ref("AttributeNameTypeList"),
+    ),
+    RouteSpec(
+        "leaderboard",
+        "POST",
+        f"{_LB}/experiments/trash",
+        "trashExperiments",
+        (_q("projectIdentifier", required=True), _body("experimentIdentifiers", _list(_S))),
+        _ref("TrashResult"),
+    ),
+    RouteSpec(
+        "leaderboard",
+        "POST",
+        f"{_LB}/experiments/restore",
+        "restoreExperiments",
+        (_q("projectIdentifier", required=True), _body("experimentIdentifiers", _list(_S))),
+        _ref("TrashResult"),
+    ),
+    RouteSpec(
+        "leaderboard",
+        "POST",
+        f"{_LB}/experiments/delete",
+        "deleteExperiments",
+        (_q("projectIdentifier", required=True), _body("experimentIdentifiers", _list(_S))),
+        _ref("TrashResult"),
+    ),
+    RouteSpec(
+        "leaderboard",
+        "POST",
+        f"{_LB}/experiments/deleteAll",
+        "deleteAllExperiments",
+        (_q("projectIdentifier", required=True),),
+        _ref("TrashResult"),
+    ),
+)
+
+SWAGGER_PATHS = {
+    "backend": "/api/backend/swagger.json",
+    "leaderboard": "/api/leaderboard/swagger.json",
+    "artifacts": "/api/artifacts/swagger.json",
+}
+
+
+def build_spec(api: str, host: str | None = None) -> JSON:
+    """The Swagger 2.0 document of one API ("backend", "leaderboard" or "artifacts")."""
+    paths: JSON = {}
+    for route in ROUTES:
+        if route.api != api:
+            continue
+        responses: JSON = {"200": {"description": "OK"}}
+        if route.response is not None:
+            responses["200"]["schema"] = route.response
+        op: JSON = {
+            "operationId": route.operation_id,
+            "tags": ["api"],
+            "parameters": [dict(p) for p in route.params],
+            "responses": responses,
+            "produces": ["application/json", "application/octet-stream"],
+            "consumes": ["application/json", "application/octet-stream"],
+        }
+        paths.setdefault(route.path, {})[route.method.lower()] = op
+    spec: JSON = {
+        "swagger": "2.0",
+        "info": {"title": f"Neptune emulator {api} API", "version": "2.8"},
+        "basePath": "/",
+        "paths": paths,
+        "definitions": DEFINITIONS,
+    }
+    if host:
+        spec["host"] = host
+    return spec
