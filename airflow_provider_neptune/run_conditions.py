@@ -79,16 +79,24 @@ def is_inactive(state: Any) -> bool:
     return isinstance(state, str) and state.lower() in ("inactive", "idle")
 
 
+def read_run_state(reader: RunReader, run_id: str) -> Any:
+    """Return the run's ``sys/state`` (``running``/``idle`` as the API says it).
+
+    The neptune 1.x client cannot fetch ``sys/state`` on its own (its RunState attribute has no
+    ``fetch``), but fetching the ``sys`` namespace returns it among the other atoms.
+    """
+    system = reader.fetch_field(run_id, "sys")
+    return system.get("state") if isinstance(system, dict) else None
+
+
 def _finished_reason(reader: RunReader, run_id: str, finished_when: str | None) -> str | None:
     """Return why run ``run_id`` counts as finished, or None while it may still change."""
     if finished_when == "stopped":
         state = reader.fetch_field(run_id, STATE_FIELD)
         if state is not None:
             return f"the run was stopped ({STATE_FIELD}={state!r})"
-    elif finished_when == "inactive":
-        state = reader.fetch_field(run_id, "sys/state")
-        if is_inactive(state):
-            return "the run is inactive (sys/state='Inactive')"
+    elif finished_when == "inactive" and is_inactive(read_run_state(reader, run_id)):
+        return "the run is inactive (sys/state is Inactive)"
     return None
 
 
@@ -220,7 +228,7 @@ class RunCondition:
                 run_id = reader.fetch_field(self.run_id, "sys/id")
                 return Outcome("met", f"{where} exists", run_id)
             if self.wait_for == "inactive":
-                state = reader.fetch_field(self.run_id, "sys/state")
+                state = read_run_state(reader, self.run_id)
                 if is_inactive(state):
                     return Outcome("met", f"{where} is inactive", state)
                 return Outcome("waiting", f"{where} is still active (sys/state={state!r})", state)

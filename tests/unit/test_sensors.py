@@ -25,7 +25,9 @@ def _hook(points: list[tuple[float, float]] | None = None, **fields: Any) -> Fak
     hook = FakeHook()
     if points is not None:
         hook.series["SAN-1"] = {"val/acc": points}
-    hook.fields["SAN-1"] = {"sys/id": "SAN-1", **{k.replace("__", "/"): v for k, v in fields.items()}}
+    run_fields = {k.replace("__", "/"): v for k, v in fields.items()}
+    state = run_fields.pop("sys/state", None)
+    hook.fields["SAN-1"] = {"sys/id": "SAN-1", "sys": {"id": "SAN-1", "state": state}, **run_fields}
     return hook
 
 
@@ -68,10 +70,11 @@ def test_missing_series_waits_until_finished() -> None:
 
 
 def test_inactive_mode_and_none_mode() -> None:
-    inactive = _hook([(0, 0.1)], sys__state="Inactive")
+    inactive = _hook([(0, 0.1)], sys__state="idle")
     assert _metric(finished_when="inactive").evaluate(inactive).status == "failed"
     assert (
-        _metric(finished_when="inactive").evaluate(_hook([(0, 0.1)], sys__state="Active")).status == "waiting"
+        _metric(finished_when="inactive").evaluate(_hook([(0, 0.1)], sys__state="running")).status
+        == "waiting"
     )
     assert (
         _metric(finished_when=None).evaluate(_hook([(0, 0.1)], airflow__state="finished")).status == "waiting"
@@ -127,10 +130,10 @@ def test_bad_condition_parameters_are_rejected(kwargs: dict[str, Any]) -> None:
 
 
 def test_run_conditions() -> None:
-    hook = _hook(None, sys__state="Active")
+    hook = _hook(None, sys__state="running")
     assert RunCondition("SAN-1").evaluate(hook).status == "met"
     assert RunCondition("SAN-1", "inactive").evaluate(hook).status == "waiting"
-    hook.fields["SAN-1"]["sys/state"] = "Inactive"
+    hook.fields["SAN-1"]["sys"]["state"] = "idle"
     assert RunCondition("SAN-1", "inactive").evaluate(hook).status == "met"
     assert RunCondition("SAN-1", "field", "eval/done").evaluate(hook).status == "waiting"
     hook.fields["SAN-1"]["eval/done"] = True
@@ -237,11 +240,11 @@ def test_execute_complete_handles_each_event() -> None:
 
 
 def test_run_sensor_poke_and_parse_time_validation() -> None:
-    hook = _hook(None, sys__state="Active")
+    hook = _hook(None, sys__state="running")
     sensor = NeptuneRunSensor(task_id="r", run_id="SAN-1", wait_for="inactive", poke_interval=0)
     sensor.hook = hook  # type: ignore[misc]
     assert sensor.poke(make_context()) is False
-    hook.fields["SAN-1"]["sys/state"] = "Inactive"
+    hook.fields["SAN-1"]["sys"]["state"] = "idle"
     assert sensor.poke(make_context())
     with pytest.raises(ValueError, match="wait_for"):
         NeptuneRunSensor(task_id="bad", run_id="x", wait_for="gone")
