@@ -8,8 +8,10 @@ import contextlib
 import datetime as dt
 import importlib.metadata
 import json
+import math
 import os
 import platform
+import random
 import re
 import shutil
 import socket
@@ -179,6 +181,21 @@ def stopwatch() -> Iterator[list[float]]:
         yield box
     finally:
         box.append(time.perf_counter() - start)
+
+
+def series_path(index: int) -> str:
+    """Field path of the index-th benchmark series."""
+    return f"bench/series_{index:03d}"
+
+
+def metric_value(series: int, step: int) -> float:
+    """The deterministic value every benchmark logs for (series, step); read-backs recompute it."""
+    return round(math.sin(step * 0.001 + series) * 100.0 + series, 6)
+
+
+def checkpoint_score(run: int, checkpoint: int) -> float:
+    """The deterministic score of a seeded checkpoint (retention's expected outcome recomputes it)."""
+    return round(random.Random(run * 7919 + checkpoint).random(), 6)
 
 
 # ---------------------------------------------------------------- machine
@@ -383,6 +400,41 @@ def emit(result: Mapping[str, Any]) -> None:
     """Worker side: print the result line the parent reads."""
     sys.stdout.flush()
     print(RESULT_PREFIX + json.dumps(dict(result)), flush=True)
+
+
+def ready_and_wait(params: Mapping[str, Any], timeout: float = 300.0) -> tuple[float, float]:
+    """Worker side: when the parent asked for a synchronised start (`ready_file`/`go_file`), say
+    ready and block until the shared start time; returns (start_at, stop_at), zeros without one."""
+    if not params.get("go_file"):
+        return 0.0, 0.0
+    Path(params["ready_file"]).write_text("ready")
+    go_file = Path(params["go_file"])
+    deadline = time.monotonic() + timeout
+    while not (go_file.exists() and go_file.read_text().strip()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no go signal in {go_file}")
+        time.sleep(0.01)
+    start_at, stop_at = (float(x) for x in go_file.read_text().split())
+    while time.time() < start_at:
+        time.sleep(0.001)
+    return start_at, stop_at
+
+
+def release_together(
+    ready_files: Sequence[Path], go_file: Path, procs: Sequence[subprocess.Popen[str]], duration: float = 0.0
+) -> float:
+    """Parent side: wait until every worker is ready, then publish one start time; returns it."""
+    deadline = time.monotonic() + 600
+    while not all(f.exists() for f in ready_files):
+        dead = [p.returncode for p in procs if p.poll() is not None]
+        if dead or time.monotonic() > deadline:
+            raise RuntimeError(f"workers did not become ready (exit codes {dead})")
+        time.sleep(0.05)
+    start_at = time.time() + 0.3
+    staging = go_file.with_name(go_file.name + ".tmp")
+    staging.write_text(f"{start_at} {start_at + duration}")
+    os.replace(staging, go_file)  # atomic: a worker never reads half a line
+    return start_at
 
 
 def worker_main(kinds: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]]) -> None:

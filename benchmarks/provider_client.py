@@ -1,0 +1,154 @@
+"""Worker processes that log through the provider: a task's run creation and NeptuneLogMetricsOperator.
+
+`python -m benchmarks.provider_client <kind> '<json params>'` runs one task-like unit of work the way
+an Airflow worker would (connection from AIRFLOW_CONN_NEPTUNE_DEFAULT, the operator's execute()) and
+prints one result line. The clock excludes interpreter start-up and imports, like the plain baseline.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from benchmarks import harness
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class _TaskInstance:
+    """The one TaskInstance method the operators call outside a scheduler: xcom_push."""
+
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        """Keep the value as the real XCom would."""
+        self.xcom[key] = value
+
+
+def _context() -> Context:
+    """The part of a task's context the operators use outside a scheduler."""
+    return cast("Context", {"ti": _TaskInstance()})
+
+
+def log_task(params: dict[str, Any]) -> dict[str, Any]:
+    """Create (or reopen, by custom run id) a run, then run NeptuneLogMetricsOperator.execute on it.
+
+    With `run_id` given, only the operator runs. Series values are the harness' deterministic ones.
+    """
+    import neptune  # noqa: F401 - imported before the clock starts, as in the plain baseline
+
+    from airflow_provider_neptune.hooks.neptune import NeptuneHook
+    from airflow_provider_neptune.operators.metrics import NeptuneLogMetricsOperator
+
+    series, steps = int(params["series"]), int(params["steps"])
+    offset = int(params.get("series_offset", 0))
+    first_step = int(params.get("first_step", 0))
+    metrics = {
+        harness.series_path(offset + i): [
+            harness.metric_value(offset + i, s) for s in range(first_step, steps)
+        ]
+        for i in range(series)
+    }
+    step_list = [float(s) for s in range(first_step, steps)]
+    harness.ready_and_wait(params)
+    start = time.perf_counter()
+    hook = NeptuneHook()
+    run_id = params.get("run_id")
+    if not run_id:
+        run_id = hook.create_run(custom_run_id=params.get("custom_run_id"))
+    created = time.perf_counter()
+    operator = NeptuneLogMetricsOperator(
+        task_id="log_metrics", run_id=run_id, metrics=metrics, steps=step_list
+    )
+    summary = operator.execute(_context())
+    hook.close()
+    end = time.perf_counter()
+    return {
+        "run_id": run_id,
+        "elapsed": end - start,
+        "init": created - start,
+        "log_calls": end - created,
+        "finished_at": time.time(),
+        "summary": summary,
+        "counters": hook.counters,
+    }
+
+
+def seed_checkpoints(params: dict[str, Any]) -> dict[str, Any]:
+    """Create runs `first`..`last-1`, each with `checkpoints` small checkpoint entries laid out as
+    NeptuneUploadArtifactOperator writes them (file + score, step, size, sha256, ...), tagged for the
+    retention benchmark's selections. Uses the provider's own entry writer, without the upload gate."""
+    import hashlib
+    import tempfile
+
+    from airflow_provider_neptune.hooks.neptune import NeptuneHook
+    from airflow_provider_neptune.operators.checkpoint_records import entry_key
+    from airflow_provider_neptune.operators.checkpoint_store import upload_entry
+
+    hook = NeptuneHook()
+    size = int(params["size"])
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-ckpt-") as tmp:
+        for index in range(int(params["first"]), int(params["last"])):
+            tags = [tag for tag, bound in params["tags"] if index < bound or bound < 0]
+            tags += [tag for tag, low, high in params["range_tags"] if low <= index < high]
+            run_id = hook.create_run(custom_run_id=f"bench-retention-{index}", tags=tags)
+            with hook.get_run(run_id) as run:
+                for ck in range(int(params["checkpoints"])):
+                    source = Path(tmp) / f"model_{index}_{ck}.pt"
+                    source.write_bytes(bytes((index + ck + b) % 256 for b in range(size)))
+                    upload_entry(
+                        run, "checkpoints", entry_key(str(source), step=float(ck), single_file=True), source,
+                        sha256=hashlib.sha256(source.read_bytes()).hexdigest(), size=size,
+                        score=harness.checkpoint_score(index, ck), step=float(ck), keep=False, stash=True,
+                        previous=None,
+                    )  # fmt: skip
+                hook.wait_for_delivery(run, timeout=300)
+            hook.stop_run(run_id)
+    return {"seconds": time.perf_counter() - start, "counters": hook.counters}
+
+
+def retention(params: dict[str, Any]) -> dict[str, Any]:
+    """Run NeptuneArtifactRetentionOperator.execute once (dry run or apply) and measure it.
+
+    Peak memory is the process's maximum resident set after the call minus the resident set before.
+    """
+    import resource
+
+    import neptune  # noqa: F401 - imported before the clock starts
+    import psutil
+
+    from airflow_provider_neptune.operators.artifacts import NeptuneArtifactRetentionOperator
+
+    operator = NeptuneArtifactRetentionOperator(
+        task_id="retention",
+        namespace="checkpoints",
+        keep_top_k=int(params["keep_top_k"]),
+        direction="max",
+        keep_last=True,
+        tags=params["tags"],
+        dry_run=bool(params["dry_run"]),
+        max_delete_fraction=1.0,
+    )
+    rss_before = psutil.Process().memory_info().rss
+    start = time.perf_counter()
+    summary = operator.execute(_context())
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    summary.pop("plan", None)
+    return {
+        "seconds": seconds,
+        "summary": summary,
+        "rss_before": rss_before,
+        "peak_rss": peak,
+        "peak_growth": max(0, peak - rss_before),
+    }
+
+
+KINDS = {"log_task": log_task, "seed_checkpoints": seed_checkpoints, "retention": retention}
+
+if __name__ == "__main__":
+    harness.worker_main(KINDS)
