@@ -1,0 +1,223 @@
+"""NeptuneArtifactRetentionOperator against the emulator, checked with the plain neptune client.
+
+Every test tags its runs uniquely and selects by that tag, so the shared emulator's other runs are
+never touched. Runs are written with the plain client in the layout the upload operator uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from test_artifacts_support import close_pooled_runs, context, plain_run, use_emulator  # noqa: F401 (fixture)
+
+from airflow_provider_neptune.operators import checkpoint_store
+from airflow_provider_neptune.operators.artifacts import (
+    NeptuneArtifactRetentionOperator,
+    NeptuneRetentionRefusedError,
+)
+
+pytestmark = pytest.mark.integration
+
+# run name -> scores of its checkpoints at steps 0, 1, 2, ...
+SCORES: dict[str, list[float]] = {
+    "a": [0.10, 0.50, 0.30, 0.90, 0.20, 0.40],  # top-2: steps 3, 1; final: 5
+    "b": [0.70, 0.60, 0.80],  # top-2: steps 2, 0; final 2
+    "c": [0.30],  # single checkpoint: always kept
+}
+
+
+def _payload(run: str, step: int) -> bytes:
+    return f"{run}-{step}-".encode() * (3 + step)
+
+
+def make_runs(
+    emulator: Any, tag: str, scores: dict[str, list[float]], *, keep: Sequence[str] = ()
+) -> dict[str, str]:
+    """Create stopped runs holding checkpoints with known scores; returns {name: sys/id}."""
+    from neptune.types import File
+
+    ids = {}
+    for name, values in scores.items():
+        run = plain_run(emulator, mode="async", tags=[tag], name=name)
+        for step, score in enumerate(values):
+            data = _payload(name, step)
+            base = f"checkpoints/step_{step}"
+            run[f"{base}/file"].upload(File.from_content(data, extension="pt"))
+            run[f"{base}/score"] = score
+            run[f"{base}/step"] = float(step)
+            run[f"{base}/size"] = float(len(data))
+            run[f"{base}/uploaded_at"] = datetime.now(UTC)
+            run[f"{base}/name"] = "model.pt"
+            if f"{name}/{step}" in keep:
+                run[f"{base}/keep"] = True
+            run[f"{base}/sha256"] = hashlib.sha256(data).hexdigest()
+        # Not ours: no sha256 under the namespace, and a look-alike outside it.
+        run["checkpoints/notes/text"] = "hand-written"
+        run["other/step_0/sha256"] = "x" * 64
+        run["other/step_0/file"].upload(File.from_content(b"elsewhere", extension="bin"))
+        ids[name] = run["sys/id"].fetch()
+        run.stop()
+    return ids
+
+
+def read_checkpoints(emulator: Any, sys_id: str) -> dict[str, bool]:
+    """{entry key: has file} under checkpoints/ as the server holds it (plain client)."""
+    run = plain_run(emulator, with_id=sys_id, mode="read-only")
+    try:
+        structure = run.get_structure()
+        assert structure["checkpoints"]["notes"]["text"] is not None
+        assert "file" in structure["other"]["step_0"]
+        return {
+            key: "file" in fields
+            for key, fields in structure["checkpoints"].items()
+            if key != "notes" and isinstance(fields, dict)
+        }
+    finally:
+        run.stop()
+
+
+def _size(name: str, step: int) -> int:
+    return len(_payload(name, step))
+
+
+@pytest.fixture
+def tag() -> str:
+    return f"ret-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def retention_env(neptune_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    use_emulator(monkeypatch, neptune_emulator, "async")
+    return neptune_emulator
+
+
+def _op(tag: str, **kwargs: Any) -> NeptuneArtifactRetentionOperator:
+    options: dict[str, Any] = {"keep_top_k": 2, "max_delete_fraction": 1.0, "tags": [tag]}
+    options.update(kwargs)
+    return NeptuneArtifactRetentionOperator(task_id="retention", **options)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_dry_run_then_clean_up_then_nothing_left_to_do(retention_env: Any, tag: str, mode: str) -> None:
+    ids = make_runs(retention_env, tag, SCORES, keep=["a/0"])
+    before = {name: read_checkpoints(retention_env, sys_id) for name, sys_id in ids.items()}
+
+    dry = _op(tag, dry_run=True, mode=mode).execute(context())
+    assert {name: read_checkpoints(retention_env, sys_id) for name, sys_id in ids.items()} == before
+    assert dry["dry_run"] is True
+    assert dry["checkpoints_deleted"] == 0
+    expected_deleted = {"a": [2, 4], "b": [1]}
+    expected_bytes = sum(_size(name, step) for name, steps in expected_deleted.items() for step in steps)
+    assert dry["checkpoints_to_delete"] == 3
+    assert dry["bytes_to_free"] == expected_bytes
+    plan = {item["run_id"]: item for item in dry["plan"]}
+    assert sorted(plan[ids["a"]]["delete"]) == ["step_2", "step_4"]
+    assert plan[ids["a"]]["keep"] == {
+        "step_0": "marked keep",
+        "step_3": "top-k",
+        "step_1": "top-k",
+        "step_5": "final",
+    }
+
+    real = _op(tag, mode=mode).execute(context())
+    assert real["runs_scanned"] == 3
+    assert real["checkpoints_found"] == 10
+    assert real["checkpoints_deleted"] == 3
+    assert real["checkpoints_kept"] == 7
+    assert real["bytes_freed"] == expected_bytes
+    after = {name: read_checkpoints(retention_env, sys_id) for name, sys_id in ids.items()}
+    assert after == {
+        "a": {"step_0": True, "step_1": True, "step_3": True, "step_5": True},
+        "b": {"step_0": True, "step_2": True},
+        "c": {"step_0": True},
+    }
+
+    again = _op(tag, mode=mode).execute(context())
+    assert again["checkpoints_deleted"] == 0
+    assert again["bytes_freed"] == 0
+    assert {name: read_checkpoints(retention_env, sys_id) for name, sys_id in ids.items()} == after
+
+
+def test_safety_limit_refuses_and_explains(retention_env: Any, tag: str) -> None:
+    ids = make_runs(retention_env, tag, {"a": SCORES["a"]})
+    before = read_checkpoints(retention_env, ids["a"])
+    op = _op(tag, keep_top_k=1, keep_last=False, max_delete_fraction=0.5)
+    with pytest.raises(NeptuneRetentionRefusedError) as refused:
+        op.execute(context())
+    message = str(refused.value)
+    assert "5 of 6 checkpoints" in message
+    assert "max_delete_fraction=0.84" in message
+    assert read_checkpoints(retention_env, ids["a"]) == before
+    dry = _op(tag, keep_top_k=1, keep_last=False, max_delete_fraction=0.5, dry_run=True).execute(context())
+    assert dry["refused"] == message
+    done = _op(tag, keep_top_k=1, keep_last=False, max_delete_fraction=0.84).execute(context())
+    assert done["checkpoints_deleted"] == 5
+    assert read_checkpoints(retention_env, ids["a"]) == {"step_3": True}
+
+
+def test_last_checkpoint_survives_keep_zero(retention_env: Any, tag: str) -> None:
+    ids = make_runs(retention_env, tag, {"c": [0.3], "b": [0.9, 0.1]})
+    result = _op(tag, keep_top_k=0, keep_last=False).execute(context())
+    assert result["checkpoints_deleted"] == 1
+    assert read_checkpoints(retention_env, ids["c"]) == {"step_0": True}
+    assert read_checkpoints(retention_env, ids["b"]) == {"step_1": True}
+
+
+def test_interrupted_clean_up_is_finished_by_the_next_run(
+    retention_env: Any, tag: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = make_runs(retention_env, tag, {"a": SCORES["a"], "b": SCORES["b"]})
+    # A clean-up that died half-way through one entry: its file is gone, its fields remain.
+    run = plain_run(retention_env, with_id=ids["b"], mode="sync")
+    del run["checkpoints/step_1/file"]
+    run.stop()
+
+    real_delete = checkpoint_store.delete_entries
+    calls: list[str] = []
+
+    def crash_after_first_run(run: Any, namespace: str, keys: Any) -> int:
+        if calls:
+            raise RuntimeError("worker lost")
+        calls.append(namespace)
+        return real_delete(run, namespace, keys)
+
+    monkeypatch.setattr(checkpoint_store, "delete_entries", crash_after_first_run)
+    with pytest.raises(RuntimeError, match="worker lost"):
+        _op(tag).execute(context())
+    monkeypatch.setattr(checkpoint_store, "delete_entries", real_delete)
+    first_done = {name: read_checkpoints(retention_env, sys_id) for name, sys_id in ids.items()}
+    assert sum(len(v) for v in first_done.values()) < 9
+
+    finish = _op(tag).execute(context())
+    assert finish["checkpoints_deleted"] >= 1
+    assert read_checkpoints(retention_env, ids["a"]) == {"step_1": True, "step_3": True, "step_5": True}
+    assert read_checkpoints(retention_env, ids["b"]) == {"step_0": True, "step_2": True}
+    assert _op(tag).execute(context())["checkpoints_deleted"] == 0
+
+
+def test_project_wide_rules_and_paging(retention_env: Any, tag: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    scores = {"r1": [0.1, 0.9, 0.2], "r2": [0.3, 0.8, 0.4], "r3": [0.5, 0.7, 0.6]}
+    ids = make_runs(retention_env, tag, scores)
+    for name, metric in (("r1", 0.2), ("r2", 0.95), ("r3", 0.5)):
+        run = plain_run(retention_env, with_id=ids[name], mode="sync")
+        run["eval/accuracy"] = metric
+        run.stop()
+    monkeypatch.setenv("NEPTUNE_FETCH_TABLE_STEP_SIZE", "2")  # three runs: two pages
+    result = _op(tag, keep_top_k=1, keep_best_runs=1, run_metric="eval/accuracy").execute(context())
+    assert result["runs_scanned"] == 3
+    assert read_checkpoints(retention_env, ids["r2"]) == {"step_1": True, "step_2": True}
+    assert read_checkpoints(retention_env, ids["r1"]) == {"step_2": True}
+    assert read_checkpoints(retention_env, ids["r3"]) == {"step_2": True}
+
+    young = make_runs(retention_env, tag + "-age", {"y": [0.9, 0.1, 0.2]})
+    skipped = _op(tag + "-age", older_than_days=1).execute(context())
+    assert skipped["runs_too_recent"] == 1
+    assert skipped["runs_scanned"] == 0
+    final_only = _op(tag + "-age", final_only_older_than_days=0).execute(context())
+    assert final_only["checkpoints_deleted"] == 2
+    assert read_checkpoints(retention_env, young["y"]) == {"step_2": True}
