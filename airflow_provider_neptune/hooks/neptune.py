@@ -327,9 +327,28 @@ class NeptuneHook(BaseHook):
 
         def opener() -> Any:
             kwargs = dict(init_kwargs)
-            if run_id:
-                kwargs["with_id"] = run_id
-            if custom_run_id:
+            target = run_id
+            known_name: str | None = None
+            if custom_run_id and mode in ("async", "sync"):
+                # Reopen an existing run by its sys/id: reopening by custom id makes the client
+                # overwrite sys/description (and sys/name) with defaults.
+                found = self._existing_run(custom_run_id=custom_run_id)
+                if found is not None:
+                    target, known_name = found
+            elif (
+                run_id
+                and mode in ("async", "sync")
+                and "name" not in kwargs
+                and not self._server_sets_names()
+            ):
+                found = self._existing_run(run_id=run_id)
+                if found is not None:
+                    known_name = found[1]
+            if target:
+                kwargs["with_id"] = target
+                if "name" not in kwargs and known_name is not None and not self._server_sets_names():
+                    kwargs["name"] = known_name  # else the client writes "Untitled" over it
+            elif custom_run_id:
                 kwargs["custom_run_id"] = custom_run_id
             run = self._init_run(mode, **kwargs)
             delivery.tracker_of(run)
@@ -347,25 +366,60 @@ class NeptuneHook(BaseHook):
         finally:
             POOL.release(run)
 
+    def _server_sets_names(self) -> bool:
+        """Whether the server names new runs itself (else the client writes a default name on every open)."""
+        info = self._server_info
+        if info is None:
+            try:
+                info = self.server_info()
+            except Exception:
+                return False
+        return bool(info.get("sys_name_set_by_backend"))
+
+    def _existing_run(
+        self, *, run_id: str | None = None, custom_run_id: str | None = None
+    ) -> tuple[str, str | None] | None:
+        """(sys/id, sys/name) of an existing run by sys/id or custom run id; None when there is none."""
+        from neptune.exceptions import NeptuneException
+
+        try:
+            with self.get_project() as project:
+                if custom_run_id is not None:
+                    table = project.fetch_runs_table(
+                        query=f'`sys/custom_run_id`:string = "{custom_run_id}"',
+                        columns=["sys/id", "sys/custom_run_id", "sys/name"],
+                        sort_by="sys/id",  # the client's default sort fails on a project without runs
+                        progress_bar=False,
+                    ).to_pandas()
+                    if not table.empty and "sys/custom_run_id" in table:
+                        table = table[table["sys/custom_run_id"] == custom_run_id]
+                else:
+                    table = project.fetch_runs_table(
+                        id=[run_id or ""],
+                        columns=["sys/id", "sys/name", "sys/creation_time"],
+                        progress_bar=False,
+                    ).to_pandas()
+        except (NeptuneException, NeptuneProviderError) as exc:
+            self.log.warning("Could not look up the existing run (%s); opening it directly", exc)
+            return None
+        if table.empty:
+            return None
+        row = table.iloc[0]
+        name = row.get("sys/name")
+        return str(row["sys/id"]), (str(name) if isinstance(name, str) else None)
+
     def _find_by_custom_id(self, custom_run_id: str) -> str:
         """The sys/id of the run with this custom run id (for read-only access)."""
         for mode in ("async", "sync"):
             pooled = POOL.get((*self._scope(), mode, "custom", custom_run_id))
             if pooled is not None:
                 return self._sys_id(pooled)
-        with self.get_project() as project, self._translate_errors("Looking up a run by custom run id"):
-            table = project.fetch_runs_table(
-                query=f'`sys/custom_run_id`:string = "{custom_run_id}"',
-                columns=["sys/id", "sys/custom_run_id"],
-                progress_bar=False,
-            ).to_pandas()
-        if not table.empty and "sys/custom_run_id" in table:
-            table = table[table["sys/custom_run_id"] == custom_run_id]
-        if table.empty:
+        found = self._existing_run(custom_run_id=custom_run_id)
+        if found is None:
             raise NeptuneRunNotFoundError(
                 f"no run with custom run id {custom_run_id!r} in project {self.settings.project!r}"
             )
-        return str(table["sys/id"].iloc[0])
+        return found[0]
 
     def create_run(
         self,
@@ -739,6 +793,7 @@ class NeptuneHook(BaseHook):
             "max_compatible_version": versions.get("maxCompatibleVersion"),
             "min_recommended_version": versions.get("minRecommendedVersion"),
             "client_version": str(client_version),
+            "sys_name_set_by_backend": bool(config.get("sysNameSetByBackend", False)),
             "server_time": server_time,
             "round_trip_seconds": rtt,
         }

@@ -1,4 +1,4 @@
-"""Integration fixtures shared by every helper's tests: a real ``redis-server`` on loopback."""
+"""Integration fixtures: a real ``redis-server`` on loopback (shared by every helper) and hook builders."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,3 +71,32 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture
+def neptune_hook_factory(
+    neptune_emulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Callable[..., Any]]:
+    """Build NeptuneHooks on the session emulator through a real ``neptune_default`` connection.
+
+    Async queues go to a per-test data directory; every pooled run handle is stopped afterwards.
+    Keyword arguments become connection extras (e.g. ``mode="sync"``).
+    """
+    from airflow_provider_neptune.hooks.neptune import NeptuneHook
+    from airflow_provider_neptune.hooks.run_pool import POOL
+
+    monkeypatch.setenv("NEPTUNE_DATA_DIRECTORY", str(tmp_path / ".neptune"))
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    made: list[Any] = []
+
+    def make(emulator: Any = None, **extra: Any) -> Any:
+        emulator = emulator or neptune_emulator
+        extra.setdefault("retry_backoff", 0.05)
+        monkeypatch.setenv("AIRFLOW_CONN_NEPTUNE_DEFAULT", emulator.airflow_conn_json(**extra))
+        hook = NeptuneHook()
+        _ = hook.settings  # resolve now, while this connection is in the environment
+        made.append(hook)
+        return hook
+
+    yield make
+    POOL.close_all(seconds=10)
