@@ -21,6 +21,7 @@ It relies on these client internals (neptune 1.x): ``Run._op_processor``, the as
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -35,6 +36,17 @@ log = logging.getLogger(__name__)
 _TRACKER_ATTR = "_neptune_provider_tracker"
 _POLL_SECONDS = 0.05
 _STEP_TOLERANCE = 1e-9
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_MAX_ERROR_CHARS = 300
+
+
+def short_error(error: Any) -> str:
+    """One line of an error (the client formats its exceptions with colours and banners)."""
+    text = _ANSI.sub("", str(error))
+    text = " ".join(re.sub(r"-{3,}", " ", text).split())
+    if len(text) > _MAX_ERROR_CHARS:
+        text = text[: _MAX_ERROR_CHARS - 3] + "..."
+    return f"{type(error).__name__}: {text}" if not isinstance(error, str) else text
 
 
 @dataclass
@@ -49,7 +61,7 @@ class DeliveryTracker:
     def add_errors(self, errors: list[Any]) -> None:
         """Record operation errors (messages only)."""
         with self.lock:
-            self.errors.extend(str(e) for e in errors)
+            self.errors.extend(short_error(e) for e in errors)
 
     def take_errors(self) -> list[str]:
         """Return and forget the recorded operation errors."""
@@ -99,7 +111,7 @@ def _wrap_consumer(consumer: Any, tracker: DeliveryTracker) -> None:
         try:
             original_work()
         except BaseException as exc:
-            tracker.fatal = f"{type(exc).__name__}: {exc}"
+            tracker.fatal = short_error(exc)
             raise
 
     # Instance attributes shadow the class methods the thread calls as self.work()/self._handle_errors().
@@ -111,7 +123,7 @@ def queue_path(run: Any) -> str | None:
     """Where the run's operation queue lies on disk (async/offline), or None."""
     processor = real_processor(run)
     path = getattr(processor, "data_path", None) if processor is not None else None
-    return str(path) if path is not None else None
+    return str(Path(path).resolve()) if path is not None else None
 
 
 def sync_hint(path: str | None) -> str:

@@ -575,7 +575,7 @@ class NeptuneHook(BaseHook):
                                 timestamps=ts_list[start:end] if ts_list is not None else None,
                             )
                     except NeptuneException as exc:  # sync mode reports operation errors here
-                        sync_errors.append(f"{path}: {exc}")
+                        sync_errors.append(f"{path}: {delivery.short_error(exc)}")
                         break
                     sent += end - start
                     expected[path] = step_list[end - 1]
