@@ -326,13 +326,26 @@ class AirflowStack:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/{map_index}/tries"
         return list(self.api("GET", path)["task_instances"])
 
-    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
-        """The log of one try of a task instance, read from the log files the workers wrote."""
+    def _log_path(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int) -> Path:
         folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
         if map_index >= 0:
             folder = folder / f"map_index={map_index}"
-        path = folder / f"attempt={try_number}.log"
+        return folder / f"attempt={try_number}.log"
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
+        """The log of one try of a task instance, read from the log files the workers wrote."""
+        path = self._log_path(dag_id, run_id, task_id, try_number, map_index)
         return path.read_text(errors="replace") if path.exists() else f"(no log file at {path})"
+
+    def trigger_logs(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1
+    ) -> dict[str, str]:
+        """Logs the triggerer wrote for a deferred try, by file name (``<attempt>.log.trigger.<job>.log``)."""
+        path = self._log_path(dag_id, run_id, task_id, try_number, map_index)
+        return {
+            p.name: p.read_text(errors="replace")
+            for p in sorted(path.parent.glob(f"{path.name}.trigger.*.log"))
+        }
 
     def failure_report(self, dag_id: str, run_id: str) -> str:
         """A readable account of the failed task instances of a run, with their logs."""
@@ -341,7 +354,7 @@ class AirflowStack:
             if ti["state"] in FAILED_TI_STATES:
                 header = f"--- {ti['task_id']}[{ti['map_index']}] {ti['state']} (try {ti['try_number']})"
                 log = self.task_log(dag_id, run_id, ti["task_id"], ti["try_number"], ti["map_index"])
-                parts.append(f"{header}\n{_log_text(log)[-6000:]}")
+                parts.append(f"{header}\n{log_text(log)[-6000:]}")
         states = {
             f"{ti['task_id']}[{ti['map_index']}]": ti["state"] for ti in self.task_instances(dag_id, run_id)
         }
@@ -361,7 +374,7 @@ def _q(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
-def _log_text(log: str) -> str:
+def log_text(log: str) -> str:
     """Task logs are JSON lines in Airflow 3; render them as 'level event' lines for humans."""
     lines = []
     for line in log.splitlines():
