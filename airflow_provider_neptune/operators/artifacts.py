@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _GLOB_CHARS = ("*", "?", "[")
+UPLOAD_MODES = ("async", "sync", "offline")
+SERVER_WRITE_MODES = ("async", "sync")
 
 # Offline runs cannot be read back from a server; within the process that owns such a run handle the
 # gate remembers what it queued (an offline run only lives in the process that created it).
@@ -188,6 +190,10 @@ class NeptuneUploadArtifactOperator(BaseOperator):
 
         hook = _new_hook(self.neptune_conn_id, self.project, self.mode)
         mode = hook.settings.mode
+        if mode not in UPLOAD_MODES:
+            raise ValueError(
+                f"cannot upload checkpoints in mode {mode!r}; use one of {', '.join(UPLOAD_MODES)}"
+            )
         offline = mode == "offline"
         uploaded: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []
@@ -522,9 +528,11 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
         from airflow_provider_neptune.operators.checkpoint_store import delete_entries
 
         todo = [run for run in plan.runs if run.deleted]
+        # Deleting needs the server: a connection set to offline (or read-only) mode deletes in async mode.
+        mode = hook.settings.mode if hook.settings.mode in SERVER_WRITE_MODES else "async"
         freed = 0
         for index, run_plan in enumerate(todo, start=1):
-            with hook.get_run(run_id=run_plan.run_id) as run:
+            with hook.get_run(run_id=run_plan.run_id, mode=mode) as run:
                 removed = delete_entries(run, namespace, run_plan.deleted)
                 if removed:
                     hook.wait_for_delivery(run, timeout=self.delivery_timeout)

@@ -13,6 +13,7 @@ import pytest
 from test_artifacts_support import TaskInstanceStub, close_pooled_runs, context, plain_run, use_emulator  # noqa: F401 (fixture)
 
 from airflow_provider_neptune.hooks.neptune import NeptuneHook
+from airflow_provider_neptune.hooks.run_pool import POOL
 from airflow_provider_neptune.operators.artifacts import (
     NeptuneArtifactRetentionOperator,
     NeptuneUploadArtifactOperator,
@@ -107,7 +108,10 @@ def test_retry_does_not_resend_and_changed_file_replaces(
     ckpt.write_bytes(b"first version")
     first = _upload(ckpt, run_id, mode, score=0.5, step=7, keep=True)
     assert first["uploaded"][0]["sha256"] == hashlib.sha256(b"first version").hexdigest()
-    NeptuneHook().close()  # a task retry runs in a new process: nothing pooled survives
+    fresh = NeptuneHook()
+    _ = fresh.settings  # close() acts on the handles of the settings it resolved
+    fresh.close()  # a task retry runs in a new process: nothing pooled survives
+    assert len(POOL) == 0
 
     uploads_before = _upload_requests(neptune_emulator)
     again = _upload(ckpt, run_id, mode, score=0.5, step=7)
