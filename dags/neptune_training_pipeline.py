@@ -7,7 +7,7 @@ tracks each training as its own Neptune run. Per hyper-parameter set, in a mappe
 1. `create_run`: one Neptune run per set and DAG run (deterministic custom run id: a retried task
    reopens the same run), the DAG params recorded under `parameters/`.
 2. `train`: the model, writing per-epoch metrics (`train/loss`, `train/accuracy`, `val/loss`,
-   `val/accuracy`) to a JSON file and checkpoints at `CHECKPOINT_SLOTS` evenly spaced epochs.
+   `val/accuracy`) to a JSON file and checkpoints at three evenly spaced epochs (the last one is final).
 3. `log_metrics`: every series in batched requests; a retry resumes after the server's last step.
 4. `upload_checkpoint_<k>`: gated uploads, in epoch order: a checkpoint is uploaded only when its
    validation accuracy is among the best `checkpoint_top_k` so far in that run.
@@ -23,7 +23,7 @@ to Neptune at once (the demo and docker-compose create it: `airflow pools set ne
 The sensor waits in the default pool: it holds no slot while deferred, and it must not queue
 behind the writers whose data it waits for.
 
-**Params**: `epochs` (>= `CHECKPOINT_SLOTS`), `samples`, `min_val_accuracy`, `checkpoint_top_k`,
+**Params**: `epochs` (at least 3), `samples`, `min_val_accuracy`, `checkpoint_top_k`,
 `output_dir` (where training writes; empty: a folder in the system temp dir. With workers on
 several hosts use shared storage, since later tasks read the files by path).
 **Needs**: the `neptune_default` connection, numpy on the workers.
@@ -51,7 +51,7 @@ from airflow_provider_neptune.sensors import NeptuneMetricSensor
 DAG_ID = "neptune_training_pipeline"
 POOL = "neptune_api"
 # Checkpoints per training, at evenly spaced epochs; one gated upload task each.
-CHECKPOINT_SLOTS = 4
+CHECKPOINT_SLOTS = 3
 HYPERPARAMETERS: list[dict[str, Any]] = [
     {"name": "lr-0.01", "learning_rate": 0.01, "l2": 0.0},
     {"name": "lr-0.1", "learning_rate": 0.1, "l2": 0.001},

@@ -78,8 +78,11 @@ def report(scenario: Scenario, snapshots: list[RunSnapshot], seconds: float) -> 
     points_sent = sum(int(summary["points_sent"]) for summary in log_summaries)
     retries = sum(int(summary.get("retries", 0)) for summary in log_summaries)
     kept = sum(len(snap.checkpoints) for snap in snapshots)
-    uploaded = kept + int(retention.get("checkpoints_deleted", 0))
-    consistent = points_read == points_sent and kept == int(retention.get("checkpoints_kept", kept))
+    deleted = int(retention["checkpoints_deleted"])
+    uploads = scenario.uploads()
+    uploaded = sum(len(upload["uploaded"]) for upload in uploads)
+    gated = sum(len(upload["skipped"]) for upload in uploads)
+    consistent = points_read == points_sent and uploaded == kept + deleted
     stack, settings = scenario.stack, scenario.settings
     lines = [
         f"Neptune demo finished in {seconds:.0f} s: every DAG run succeeded.",
@@ -105,9 +108,10 @@ def report(scenario: Scenario, snapshots: list[RunSnapshot], seconds: float) -> 
         f"HTTP 429s:        {stats['throttled_total']}",
         f"Injected faults:  {stats.get('faults_injected_total', 0)}",
         f"Client retries:   {retries} (log tasks)",
-        f"Checkpoints:      {uploaded} uploaded through the gate (best {settings.checkpoint_top_k} so far), "
-        f"{kept} kept, {retention.get('checkpoints_deleted', 0)} deleted by the clean-up "
-        f"({retention.get('bytes_freed', 0)} bytes freed)",
+        f"Checkpoints:      {uploaded} uploaded, {gated} held back by the gate (best "
+        f"{settings.checkpoint_top_k} so far); clean-up kept {kept} and deleted {deleted} "
+        f"({retention.get('bytes_freed', 0)} bytes freed; {uploaded} = {kept} + {deleted}: "
+        f"{_ok(uploaded == kept + deleted)})",
         "",
         "Where to look:",
         f"  Airflow home:        {stack.home} (task logs in logs/, component logs in component-logs/)",

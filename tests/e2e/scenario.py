@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -32,6 +33,7 @@ SENSOR_TASK = f"{GROUP}.wait_for_val_accuracy"
 CREATE_TASK = f"{GROUP}.create_run"
 TRAIN_TASK = f"{GROUP}.train"
 LOG_TASK = f"{GROUP}.log_metrics"
+UPLOAD_PREFIX = f"{GROUP}.upload_checkpoint_"
 RETENTION_TASK = "prune_checkpoints"
 NAMESPACE = "checkpoints"
 
@@ -158,6 +160,14 @@ class Scenario:
             results.append(result)
         return results
 
+    def uploads(self) -> list[dict[str, Any]]:
+        """What every gated upload task reported (``uploaded`` and ``skipped`` lists, bytes)."""
+        tis = self.stack.task_instances(TRAINING_DAG, self.dag_runs[TRAINING_DAG])
+        uploads = sorted(
+            (ti["task_id"], ti["map_index"]) for ti in tis if ti["task_id"].startswith(UPLOAD_PREFIX)
+        )
+        return [self.xcom(TRAINING_DAG, task_id, index) for task_id, index in uploads]
+
     def read_run(self, sys_id: str) -> RunSnapshot:
         """Read a run back with the plain neptune client in read-only mode."""
         return read_run(self.emulator.api_token, self.settings.project, sys_id, self.home / "downloads")
@@ -185,6 +195,8 @@ def read_run(api_token: str, project: str, sys_id: str, download_dir: Path) -> R
     from neptune.attributes.series.float_series import FloatSeries
 
     os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
+    # The client announces every run it opens on stdout; reading back needs no such noise.
+    logging.getLogger("neptune").setLevel(logging.WARNING)
     run = neptune.init_run(with_id=sys_id, project=project, api_token=api_token, mode="read-only")
     try:
         fields: dict[str, Any] = {}

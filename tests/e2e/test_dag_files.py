@@ -113,7 +113,7 @@ def test_training_pipeline_shape(dagbag: dict[str, Any]) -> None:
         "experiment.create_run",
         "experiment.train",
         "experiment.log_metrics",
-        *(f"experiment.upload_checkpoint_{slot}" for slot in range(1, 5)),
+        *(f"experiment.upload_checkpoint_{slot}" for slot in range(1, 4)),
         "experiment.wait_for_val_accuracy",
         "experiment.stop_run",
     }
