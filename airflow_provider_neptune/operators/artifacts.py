@@ -320,7 +320,8 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
     :param project: ``workspace/project`` overriding the connection's.
     :param mode: client mode used for the deletions (``async`` or ``sync``).
     :returns: (XCom) runs_scanned, checkpoints_found/kept/deleted, bytes_freed, delete_fraction,
-        dry_run, and in a dry run the per-run ``plan`` (and ``refused`` when a real run would refuse).
+        dry_run, and in a dry run the ``plan`` of the runs with deletions (and ``refused`` when a real
+        run would refuse).
     """
 
     template_fields: Sequence[str] = (

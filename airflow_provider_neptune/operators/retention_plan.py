@@ -123,8 +123,8 @@ class RetentionPlan:
             "any plan) to let it run."
         )
 
-    def summary(self, *, include_plan: bool) -> dict[str, Any]:
-        """Totals (and, when asked, the per-run plan) for XCom."""
+    def summary(self, *, include_plan: bool, plan_limit: int = 200) -> dict[str, Any]:
+        """Totals (and, when asked, the plan of at most ``plan_limit`` runs with deletions) for XCom."""
         result: dict[str, Any] = {
             "runs_scanned": self.runs_scanned,
             "runs_with_checkpoints": len(self.runs),
@@ -136,7 +136,9 @@ class RetentionPlan:
             **self.extra,
         }
         if include_plan:
-            result["plan"] = [r.as_dict() for r in self.runs if r.deleted or r.kept]
+            changed = [r for r in self.runs if r.deleted]
+            result["plan"] = [r.as_dict() for r in changed[:plan_limit]]
+            result["plan_runs_not_shown"] = max(0, len(changed) - plan_limit)
         return result
 
 

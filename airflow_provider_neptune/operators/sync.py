@@ -34,7 +34,14 @@ LOCK_NAME = "airflow-provider-neptune-sync.lock"
 
 
 class NeptuneSyncError(AirflowException):
-    """The server rejected some synced operations; the data they carried is lost (listed)."""
+    """The server rejected some synced operations; the data they carried is lost (listed).
+
+    ``report`` holds the full sync report (what was synced, the errors, what is left).
+    """
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 def resolve_data_directory(data_directory: str | None) -> Path:
@@ -181,7 +188,8 @@ class NeptuneSyncOperator(BaseOperator):
             shown = "; ".join(f"{e['container']}: {e['error']}" for e in report["errors"][:10])
             raise NeptuneSyncError(
                 f"the server rejected {len(report['errors'])} synced operation(s); their data is lost "
-                f"(a retry will not resend it): {shown}"
+                f"(a retry will not resend it): {shown}",
+                report,
             )
         return report
 

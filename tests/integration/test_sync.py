@@ -125,3 +125,33 @@ def test_unsent_async_queue_is_synced_once_and_live_queues_are_left_alone(
     again = NeptuneSyncOperator(task_id="sync", data_directory=str(data_dir)).execute(context())
     assert again["synced"] == []
     assert again["operations_sent"] == 0
+
+
+def test_operations_the_server_rejects_fail_the_sync_with_the_reason(
+    neptune_emulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from airflow_provider_neptune.operators.sync import NeptuneSyncError
+
+    data_dir = tmp_path / "neptune-data"
+    monkeypatch.setenv("NEPTUNE_DATA_DIRECTORY", str(data_dir))
+    use_emulator(monkeypatch, neptune_emulator, "async")
+    run = plain_run(neptune_emulator, mode="offline")
+    run["loss"].append(0.5, step=5)
+    run["loss"].append(0.4, step=3)  # not increasing: only the server notices, at sync time
+    run["ok"] = 1.0
+    run.stop()
+
+    with pytest.raises(NeptuneSyncError, match="rejected 1 synced operation") as failed:
+        NeptuneSyncOperator(task_id="sync", data_directory=str(data_dir)).execute(context())
+    assert "loss" in str(failed.value)
+    (synced,) = failed.value.report["synced"]
+    stored = plain_run(neptune_emulator, with_id=synced["run_id"], mode="read-only")
+    try:
+        assert stored["ok"].fetch() == 1.0
+        assert list(stored["loss"].fetch_values(progress_bar=False)["step"]) == [5]
+    finally:
+        stored.stop()
+    report = NeptuneSyncOperator(task_id="sync", data_directory=str(data_dir), fail_on_errors=False).execute(
+        context()
+    )
+    assert report["synced"] == []  # the rest was sent the first time; nothing is sent twice

@@ -135,7 +135,9 @@ def test_totals_and_refusal_message() -> None:
     assert summary["runs_scanned"] == 3
     assert summary["runs_with_checkpoints"] == 2
     assert summary["bytes_freed"] == 10 + 11 + 12
-    assert [p["run_id"] for p in summary["plan"]] == ["A", "B"]
+    assert [p["run_id"] for p in summary["plan"]] == ["A"]
+    assert summary["plan_runs_not_shown"] == 0
+    assert plan.summary(include_plan=True, plan_limit=0)["plan_runs_not_shown"] == 1
     assert "plan" not in plan.summary(include_plan=False)
 
 
