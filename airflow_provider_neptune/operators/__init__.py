@@ -6,8 +6,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow_provider_neptune.operators.artifacts import (
+        NeptuneArtifactRetentionOperator,
+        NeptuneUploadArtifactOperator,
+    )
+    from airflow_provider_neptune.operators.environment import NeptuneValidateEnvironmentOperator
+    from airflow_provider_neptune.operators.fingerprints import NeptuneCompareEnvironmentsOperator
     from airflow_provider_neptune.operators.metrics import NeptuneLogMetricsOperator
     from airflow_provider_neptune.operators.run import NeptuneCreateRunOperator, NeptuneStopRunOperator
+    from airflow_provider_neptune.operators.sync import NeptuneSyncOperator
 
 _MODULES: dict[str, str] = {
     "NeptuneCreateRunOperator": "run",
@@ -16,11 +23,13 @@ _MODULES: dict[str, str] = {
     "NeptuneUploadArtifactOperator": "artifacts",
     "NeptuneArtifactRetentionOperator": "artifacts",
     "NeptuneValidateEnvironmentOperator": "environment",
+    "NeptuneCompareEnvironmentsOperator": "fingerprints",
     "NeptuneSyncOperator": "sync",
 }
 
 __all__ = [
     "NeptuneArtifactRetentionOperator",
+    "NeptuneCompareEnvironmentsOperator",
     "NeptuneCreateRunOperator",
     "NeptuneLogMetricsOperator",
     "NeptuneStopRunOperator",

@@ -58,12 +58,15 @@ def _feed_when_deferred(run_id: str, dag_run_id: str, db_path: str) -> None:
 
 
 @task
-def feed_accuracy(run_id: str) -> None:
+def feed_accuracy(neptune_run_id: str) -> None:
     """Start the background "trainer" that logs val/acc = 0.93 once the sensor waits in its trigger."""
     dag_run_id = get_current_context()["run_id"]
     db_path = os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///")
     threading.Thread(
-        target=_feed_when_deferred, args=(run_id, dag_run_id, db_path), name="feed_accuracy", daemon=True
+        target=_feed_when_deferred,
+        args=(neptune_run_id, dag_run_id, db_path),
+        name="feed_accuracy",
+        daemon=True,
     ).start()
 
 

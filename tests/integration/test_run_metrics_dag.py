@@ -61,10 +61,16 @@ def test_pipeline_creates_logs_waits_deferred_and_stops(
         states = {task_id: ti.state for task_id, ti in tis.items()}
         run_id = tis["create_run"].xcom_pull(task_ids="create_run", session=session)
         sensor_result = tis["wait_for_accuracy"].xcom_pull(task_ids="wait_for_accuracy", session=session)
+        # What the UI's extra link shows: stored by Airflow when each task finished.
+        links = {
+            task_id: tis[task_id].xcom_pull(task_ids=task_id, key="_link_NeptuneRunLink", session=session)
+            for task_id in ("create_run", "log_train", "wait_for_accuracy", "stop_run")
+        }
     assert set(states.values()) == {TaskInstanceState.SUCCESS}, states
     # The sensor resumed from its trigger with the fed value (it was not met at its first check).
     assert sensor_result["status"] == "met"
     assert (sensor_result["value"], sensor_result["step"]) == (0.93, 2.0)
+    assert all(link.endswith(f"/e/{run_id}") for link in links.values()), links
 
     assert series_points(neptune_emulator, run_id, "train/loss") == [(0.0, 0.9), (1.0, 0.6), (2.0, 0.4)]
     assert series_points(neptune_emulator, run_id, "val/acc") == [(0.0, 0.5), (1.0, 0.7), (2.0, 0.93)]
