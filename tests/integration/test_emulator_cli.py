@@ -1,0 +1,142 @@
+"""The emulator as a program: --help, start-up lines, signals, persistence, and `neptune sync`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import neptune
+import pytest
+
+from airflow_provider_neptune.emulator import NeptuneEmulator
+from airflow_provider_neptune.emulator.__main__ import build_parser
+from airflow_provider_neptune.emulator.auth import api_key_of
+
+pytestmark = pytest.mark.integration
+
+QUIET = {
+    "capture_hardware_metrics": False,
+    "capture_stdout": False,
+    "capture_stderr": False,
+    "capture_traceback": False,
+    "source_files": [],
+    "git_ref": False,
+}
+MODULE = "airflow_provider_neptune.emulator"
+
+
+def test_help_documents_every_flag() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", MODULE, "--help"], capture_output=True, text=True, timeout=60, check=True
+    )
+    flags = [
+        opt for action in build_parser()._actions for opt in action.option_strings if opt.startswith("--")
+    ]
+    expected = {"--host", "--port", "--data-dir", "--project", "--rate-limit", "--fault-rate", "--seed"}
+    assert expected <= set(flags)
+    for flag in flags:
+        assert flag in result.stdout
+    for action in build_parser()._actions:
+        assert action.help, f"{action.option_strings} has no help text"
+
+
+def _start(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", MODULE, "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines: dict[str, str] = {}
+    deadline = time.monotonic() + 30
+    while len(lines) < 3 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        key, _, value = line.strip().partition("=")
+        lines[key] = value
+    return proc, lines
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_prints_its_lines_serves_and_exits_zero_on_signal(sig: signal.Signals) -> None:
+    proc, lines = _start("--project", "team/alpha", "--project", "team/beta")
+    try:
+        assert set(lines) == {"NEPTUNE_API_TOKEN", "NEPTUNE_PROJECT", "NEPTUNE_EMULATOR_URL"}
+        assert lines["NEPTUNE_PROJECT"] == "team/alpha"
+        url = lines["NEPTUNE_EMULATOR_URL"]
+        assert url.startswith("http://127.0.0.1:")
+        token = json.loads(base64.b64decode(lines["NEPTUNE_API_TOKEN"]))
+        assert token["api_address"] == url
+        with urllib.request.urlopen(f"{url}/_emulator/projects", timeout=10) as response:
+            assert json.loads(response.read()) == ["team/alpha", "team/beta"]
+        proc.send_signal(sig)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_data_and_token_survive_a_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir = tmp_path / "data"
+    monkeypatch.chdir(tmp_path)
+    with NeptuneEmulator(data_dir=data_dir) as first:
+        for key, value in first.env().items():
+            monkeypatch.setenv(key, value)
+        with neptune.init_run(mode="sync", custom_run_id="persist-me", **QUIET) as run:
+            run["value"] = 42
+            run["series"].extend([1.0, 2.0])
+            (tmp_path / "f.bin").write_bytes(b"\x00\x01payload")
+            run["file"].upload(str(tmp_path / "f.bin"), wait=True)
+            sys_id = run["sys/id"].fetch()
+        first_key = api_key_of(first.api_token)
+    assert first.running is False
+    with NeptuneEmulator(data_dir=data_dir) as second:
+        assert api_key_of(second.api_token) == first_key
+        for key, value in second.env().items():
+            monkeypatch.setenv(key, value)
+        with neptune.init_run(mode="sync", custom_run_id="persist-me", **QUIET) as run:
+            assert run["sys/id"].fetch() == sys_id
+            assert run["value"].fetch() == 42
+            assert run["series"].fetch_values()["value"].tolist() == [1.0, 2.0]
+            run["file"].download(str(tmp_path / "back.bin"))
+        assert (tmp_path / "back.bin").read_bytes() == b"\x00\x01payload"
+
+
+def test_neptune_sync_uploads_offline_runs(
+    neptune_emulator: NeptuneEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for key, value in neptune_emulator.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    project = neptune_emulator.add_project("tests/offline-sync")
+    (tmp_path / "note.txt").write_text("written offline")
+    tag = f"offline-{os.getpid()}"
+    with neptune.init_run(project=project, mode="offline", tags=[tag], **QUIET) as run:
+        run["param"] = 3
+        run["loss"].extend([0.5, 0.25, 0.125])
+        run["note"].upload(str(tmp_path / "note.txt"))
+    cli = Path(sys.executable).with_name("neptune")
+    result = subprocess.run(
+        [str(cli), "sync", "--project", project], capture_output=True, text=True, timeout=120, env=os.environ
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "completed" in result.stdout
+    with neptune.init_project(project=project, mode="read-only") as proj:
+        rows = proj.fetch_runs_table(tag=tag).to_rows()
+        assert len(rows) == 1
+        sys_id = rows[0]["sys/id"].get()
+        assert rows[0]["param"].get() == 3
+    with neptune.init_run(project=project, with_id=sys_id, mode="read-only") as synced:
+        assert synced["loss"].fetch_values()["value"].tolist() == [0.5, 0.25, 0.125]
+        synced["note"].download(str(tmp_path / "note.back"))
+    assert (tmp_path / "note.back").read_text() == "written offline"
