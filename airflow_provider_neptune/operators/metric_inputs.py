@@ -14,7 +14,7 @@ import ast
 import csv
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -171,7 +171,9 @@ def load_metrics_file(path: str | Path) -> Any:
 
 def _as_list(value: Any, what: str) -> list[Any]:
     value = parse_structured(value, what)
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+    if hasattr(value, "tolist") and not isinstance(value, Sequence):  # numpy arrays, pandas series
+        value = value.tolist()
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
         raise MetricInputError(f"{what} must be a list, got {type(value).__name__}: {value!r:.120}")
     return list(value)
 

@@ -190,3 +190,11 @@ def test_unknown_or_missing_file(tmp_path: Path) -> None:
 def test_validate_series_keeps_order_of_series() -> None:
     batch = validate_series(collect_series({"z": [1], "a": [2]}))
     assert list(batch.series) == ["z", "a"]
+
+
+def test_numpy_arrays_and_tuples_are_accepted() -> None:
+    import numpy as np
+
+    batch = load_metrics({"a": np.array([1.0, 2.0]), "b": (3, 4)}, steps=np.array([5, 6]))
+    assert batch.series["a"].values == [1.0, 2.0]
+    assert batch.series["b"].steps == [5.0, 6.0]
