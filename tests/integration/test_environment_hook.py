@@ -30,7 +30,6 @@ def free_port() -> int:
 @pytest.fixture
 def connection(neptune_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("AIRFLOW_CONN_NEPTUNE_DEFAULT", neptune_emulator.airflow_conn_json(mode="sync"))
-    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
     return neptune_emulator
 
 
