@@ -62,17 +62,25 @@ def fake_neptune_shim(root: Path, version: str) -> Path:
     return root
 
 
-def run_worker(queue: str, env: dict[str, str], data_dir: Path) -> tuple[int, dict[str, Any], str]:
-    proc = subprocess.run(
+def start_worker(queue: str, env: dict[str, str], data_dir: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [sys.executable, "-c", WORKER, queue, str(data_dir)],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=180,
     )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("FINGERPRINT=")]
-    assert lines, f"worker {queue} printed no fingerprint:\n{proc.stdout}\n{proc.stderr}"
-    return proc.returncode, json.loads(lines[-1].removeprefix("FINGERPRINT=")), proc.stdout + proc.stderr
+
+
+def finish_worker(queue: str, proc: subprocess.Popen[str]) -> tuple[int, dict[str, Any], str]:
+    try:
+        stdout, stderr = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+    lines = [line for line in stdout.splitlines() if line.startswith("FINGERPRINT=")]
+    assert lines, f"worker {queue} printed no fingerprint:\n{stdout}\n{stderr}"
+    return proc.returncode, json.loads(lines[-1].removeprefix("FINGERPRINT=")), stdout + stderr
 
 
 class XComOf:
@@ -94,8 +102,11 @@ def test_two_workers_with_different_neptune_versions(neptune_emulator: Any, tmp_
     shim = fake_neptune_shim(tmp_path / "shim", "1.13.0")
     old_env = dict(base, PYTHONPATH=os.pathsep.join(filter(None, [str(shim), base.get("PYTHONPATH")])))
 
-    good_code, good, good_out = run_worker("default", good_env, tmp_path / "good")
-    old_code, old, old_out = run_worker("gpu", old_env, tmp_path / "old")
+    # Both workers run at the same time, as two Celery workers would.
+    workers = {"default": start_worker("default", good_env, tmp_path / "good")}
+    workers["gpu"] = start_worker("gpu", old_env, tmp_path / "old")
+    good_code, good, good_out = finish_worker("default", workers["default"])
+    old_code, old, old_out = finish_worker("gpu", workers["gpu"])
 
     real = installed_version("neptune")
     assert good_code == 0, good_out
