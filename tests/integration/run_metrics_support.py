@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,3 +73,18 @@ def runs_with_custom_id(emulator: Any, custom_run_id: str) -> list[str]:
     if table.empty:
         return []
     return sorted(table[table["sys/custom_run_id"] == custom_run_id]["sys/id"].tolist())
+
+
+def wait_until_idle(emulator: Any, sys_id: str, timeout: float = 30.0) -> str:
+    """Poll the run's state (plain client) until it reads idle; return the last state seen.
+
+    A client's last ping can land just after its stop closed the run, which keeps the run "running"
+    for the server's state timeout; a stopped run still turns idle within that bound.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        with read_only_run(emulator, sys_id) as run:
+            state = str(run["sys"].fetch()["state"])  # sys/state itself has no fetch() in neptune 1.x
+        if state == "idle" or time.monotonic() > deadline:
+            return state
+        time.sleep(0.5)

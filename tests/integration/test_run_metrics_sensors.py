@@ -82,9 +82,10 @@ def test_field_mode_and_inactive_mode(neptune_emulator: Any, monkeypatch: pytest
         task_id="stop", run_id=run_id, state=None, final_fields={"eval": {"f1": 0.93}}
     ).execute(context())
     assert _sensor(run_id, path="eval/f1", value_mode="field").poke(context())
-    # Nothing holds the run open any more: with finished_when="inactive" a missing series is final.
+    # Nothing holds the run open any more: with finished_when="inactive" a missing series is final
+    # (execute() pokes until the server reports the run idle, within the sensor timeout).
     with pytest.raises(AirflowFailException, match="inactive"):
-        _sensor(run_id, path="val/acc", finished_when="inactive").poke(context())
+        _sensor(run_id, path="val/acc", finished_when="inactive", poke_interval=0.5).execute(context())
 
 
 def test_run_sensor_exists_inactive_field(neptune_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,14 +94,16 @@ def test_run_sensor_exists_inactive_field(neptune_emulator: Any, monkeypatch: py
     hook = NeptuneHook()
     run_id = hook.create_run(custom_run_id="run-sensor-it")  # stays open (pooled) in this process
     assert NeptuneRunSensor(task_id="e", run_id=run_id).poke(context())
-    inactive = NeptuneRunSensor(task_id="i", run_id=run_id, wait_for="inactive")
+    inactive = NeptuneRunSensor(
+        task_id="i", run_id=run_id, wait_for="inactive", poke_interval=0.5, timeout=30
+    )
     assert inactive.poke(context()) is False
     field = NeptuneRunSensor(task_id="f", run_id=run_id, wait_for="field", field="eval/done")
     assert field.poke(context()) is False
     with hook.get_run(run_id=run_id) as run:
         run["eval/done"] = True
     hook.stop_run(run_id, timeout=30)
-    assert inactive.poke(context())
+    assert inactive.execute(context())["status"] == "met"
     assert field.poke(context())
 
 
