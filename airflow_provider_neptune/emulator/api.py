@@ -139,7 +139,10 @@ class NeptuneApi:
     def _field(self, call: Call, kind: str) -> tuple[RunRow, Attr]:
         run = self._run(call.arg("experimentId"))
         path = call.need("attribute")
-        attr = self.fields_of(run).get(path)
+        # Only sys/* fields need the computed view; others are read straight from storage.
+        attr = (
+            self.fields_of(run).get(path) if path.startswith("sys/") else self.storage.attribute(run.id, path)
+        )
         if attr is None or attr.type != kind:
             raise _not_found(f"Attribute {path}", "ATTRIBUTE_NOT_FOUND")
         return run, attr
@@ -537,8 +540,8 @@ class NeptuneApi:
     # ----- runs table ---------------------------------------------------------------------------
     def _table(self, project: ProjectRow, kinds: list[str]) -> list[tuple[RunRow, dict[str, Attr]]]:
         runs = self.storage.runs_of(project.id, kinds or None)
-        stored = self.storage.attributes_of_runs([r.id for r in runs])
-        return [(run, self.fields_of(run, stored[run.id])) for run in runs]
+        stored = self.storage.attributes_of_project(project.id)
+        return [(run, self.fields_of(run, stored.get(run.id, []))) for run in runs]
 
     def searchLeaderboardEntries(self, call: Call) -> Response:
         project = self._project(call.need("projectIdentifier"))

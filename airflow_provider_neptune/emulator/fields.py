@@ -57,6 +57,8 @@ DEFAULT_FIELDS = (
 def merged_fields(run: RunRow, stored: list[Attr], state: str, size: int) -> dict[str, Attr]:
     """Stored fields plus defaults plus server-owned sys fields, by path."""
     out = {a.path: a for a in DEFAULT_FIELDS}
+    if run.type == "modelVersion":
+        out["sys/stage"] = Attr("sys/stage", "string", {"v": "none"})
     out.update({a.path: a for a in stored})
     out.update({a.path: a for a in sys_fields(run, state, size)})
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import secrets
 import shutil
@@ -418,13 +419,17 @@ class Storage:
             ).fetchall()
         return [Attr(r["path"], r["type"], json.loads(r["value"])) for r in rows]
 
-    def attributes_of_runs(self, run_ids: list[str]) -> dict[str, list[Attr]]:
-        """Stored fields of many runs at once."""
-        out: dict[str, list[Attr]] = {rid: [] for rid in run_ids}
+    def attributes_of_project(self, project_id: str) -> dict[str, list[Attr]]:
+        """Stored fields of every run of a project, by run id."""
+        out: dict[str, list[Attr]] = {}
         with self._lock:
-            for row in self._db.execute("SELECT run_id, path, type, value FROM attrs ORDER BY path"):
-                if row["run_id"] in out:
-                    out[row["run_id"]].append(Attr(row["path"], row["type"], json.loads(row["value"])))
+            rows = self._db.execute(
+                "SELECT attrs.run_id, attrs.path, attrs.type, attrs.value FROM attrs"
+                " JOIN runs ON attrs.run_id = runs.id WHERE runs.project_id=? ORDER BY attrs.path",
+                (project_id,),
+            ).fetchall()
+        for row in rows:
+            out.setdefault(row["run_id"], []).append(Attr(row["path"], row["type"], json.loads(row["value"])))
         return out
 
     def attribute(self, run_id: str, path: str) -> Attr | None:
@@ -726,6 +731,8 @@ def _check_type(db: sqlite3.Connection, run_id: str, path: str, kind: str) -> di
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _OpError(f"{what} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise _OpError(f"{what} must be finite: NaN and Inf are not supported, got {value!r}")
     return float(value)
 
 
