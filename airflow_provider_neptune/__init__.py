@@ -38,6 +38,7 @@ def get_provider_info() -> dict[str, Any]:
                     f"{_MODULE}.operators.metrics",
                     f"{_MODULE}.operators.artifacts",
                     f"{_MODULE}.operators.environment",
+                    f"{_MODULE}.operators.fingerprints",
                     f"{_MODULE}.operators.sync",
                 ],
             }
