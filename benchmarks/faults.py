@@ -121,7 +121,8 @@ def part_b(emu: Any, work: Path, steps: int, kills: int) -> dict[str, Any]:
     killed_at: list[float] = []
     finished_early = 0
     attempts = 0
-    last: dict[str, Any] = {}
+    accepted: list[int] = []  # points the server stored during each attempt (its own count)
+    rejected = 0  # operations the server refused (e.g. a step sent twice)
     while len(killed_at) < kills and attempts < kills * 3:
         attempts += 1
         tag = f"attempt{attempts}"
@@ -133,6 +134,7 @@ def part_b(emu: Any, work: Path, steps: int, kills: int) -> dict[str, Any]:
             "go_file": str(go),
         }
         log = work / "b" / f"{tag}.log"
+        before = harness.stats(emu)
         proc = harness.spawn("benchmarks.provider_client", "log_task", attempt, env, log)
         start_at = harness.release_together([ready], go, [proc])
         delay = rng.uniform(0.0, work_time)
@@ -143,19 +145,25 @@ def part_b(emu: Any, work: Path, steps: int, kills: int) -> dict[str, Any]:
             killed_at.append(delay / work_time)
         else:
             finished_early += 1
-            last = harness.collect(proc, log, timeout=60)
+            harness.collect(proc, log, timeout=60)
+        after = harness.stats(emu)
+        accepted.append(harness.delta(before, after, "points_total"))
+        rejected += harness.delta(before, after, "operation_errors_total")
+    before = harness.stats(emu)
     final = harness.run_worker(
         "benchmarks.provider_client", "log_task", {**params, "custom_run_id": "bench-kill-retried"}, env,
         work / "b" / "final.log", timeout=900,
     )  # fmt: skip
-    last = final or last
+    after = harness.stats(emu)
+    accepted.append(harness.delta(before, after, "points_total"))
+    rejected += harness.delta(before, after, "operation_errors_total")
     paths = [harness.series_path(i) for i in range(series)]
     fetched = {
         name: harness.run_worker(
             "benchmarks.plain_client", "fetch_series", {"run_id": run_id, "paths": paths},
             harness.worker_env(emu, work / "b" / f"fetch_{name}"), work / "b" / f"fetch_{name}.log",
         )["series"]
-        for name, run_id in (("reference", reference["run_id"]), ("retried", last["run_id"]))
+        for name, run_id in (("reference", reference["run_id"]), ("retried", final["run_id"]))
     }  # fmt: skip
     equal = [p for p in paths if fetched["reference"][p] == fetched["retried"][p]]
     expected = [[float(s), harness.metric_value(i, s)] for i, _ in enumerate(paths) for s in range(steps)]
@@ -171,6 +179,8 @@ def part_b(emu: Any, work: Path, steps: int, kills: int) -> dict[str, Any]:
         "reference_points": sum(len(v) for v in fetched["reference"].values()),
         "reference_matches_input": reference_ok,
         "final_summary": {k: final["summary"].get(k) for k in ("points_sent", "points_skipped")},
+        "accepted": accepted,
+        "rejected": rejected,
         "reference_time": work_time,
     }
 
@@ -252,6 +262,11 @@ def run(opts: harness.Options) -> harness.Section:
             ],
             ["uninterrupted run equals the input", str(kill["reference_matches_input"])],
             ["final attempt: points sent / skipped as already there", json.dumps(kill["final_summary"])],
+            [
+                "points the server stored in each attempt (its count; sum = points held means none twice)",
+                f"{' + '.join(str(n) for n in kill['accepted'])} = {sum(kill['accepted']):,}",
+            ],
+            ["operations the server rejected (e.g. a step sent twice)", str(kill["rejected"])],
         ],
     )
     section.verdict(

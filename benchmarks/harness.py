@@ -285,6 +285,13 @@ def route_count(before: Mapping[str, Any], after: Mapping[str, Any], fragment: s
     return total(after) - total(before)
 
 
+def route_deltas(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, int]:
+    """Requests per route between two stats snapshots (routes with none left out)."""
+    old, new = before.get("requests_by_route") or {}, after.get("requests_by_route") or {}
+    counts = {route: int(n) - int(old.get(route, 0)) for route, n in new.items()}
+    return {route: n for route, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n}
+
+
 def delta(before: Mapping[str, Any], after: Mapping[str, Any], key: str) -> int:
     """Difference of one numeric stats counter between two snapshots."""
     return int(after.get(key) or 0) - int(before.get(key) or 0)

@@ -190,7 +190,32 @@ def hammer(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-KINDS = {"log_points": log_points, "read_back": read_back, "fetch_series": fetch_series, "hammer": hammer}
+def checkpoint_steps(params: dict[str, Any]) -> dict[str, Any]:
+    """For each run, the steps of the checkpoint entries it holds (entries with a file and a sha256)."""
+    import neptune
+
+    out: dict[str, list[int]] = {}
+    for run_id in params["run_ids"]:
+        run = neptune.init_run(with_id=run_id, mode="read-only")
+        try:
+            entries = run.get_structure().get(params["namespace"], {})
+            out[run_id] = sorted(
+                int(key.split("_", 1)[1])
+                for key, fields in entries.items()
+                if key.startswith("step_") and isinstance(fields, dict) and {"file", "sha256"} <= set(fields)
+            )
+        finally:
+            run.stop()
+    return {"steps": out, "clean": _clean()}
+
+
+KINDS = {
+    "log_points": log_points,
+    "read_back": read_back,
+    "fetch_series": fetch_series,
+    "hammer": hammer,
+    "checkpoint_steps": checkpoint_steps,
+}
 
 if __name__ == "__main__":
     harness.worker_main(KINDS)

@@ -91,11 +91,13 @@ def seed_checkpoints(params: dict[str, Any]) -> dict[str, Any]:
     hook = NeptuneHook()
     size = int(params["size"])
     start = time.perf_counter()
+    run_ids: dict[int, str] = {}
     with tempfile.TemporaryDirectory(prefix="bench-ckpt-") as tmp:
         for index in range(int(params["first"]), int(params["last"])):
             tags = [tag for tag, bound in params["tags"] if index < bound or bound < 0]
             tags += [tag for tag, low, high in params["range_tags"] if low <= index < high]
             run_id = hook.create_run(custom_run_id=f"bench-retention-{index}", tags=tags)
+            run_ids[index] = run_id
             with hook.get_run(run_id) as run:
                 for ck in range(int(params["checkpoints"])):
                     source = Path(tmp) / f"model_{index}_{ck}.pt"
@@ -108,7 +110,7 @@ def seed_checkpoints(params: dict[str, Any]) -> dict[str, Any]:
                     )  # fmt: skip
                 hook.wait_for_delivery(run, timeout=300)
             hook.stop_run(run_id)
-    return {"seconds": time.perf_counter() - start, "counters": hook.counters}
+    return {"seconds": time.perf_counter() - start, "counters": hook.counters, "run_ids": run_ids}
 
 
 def retention(params: dict[str, Any]) -> dict[str, Any]:

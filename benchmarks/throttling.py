@@ -30,7 +30,7 @@ MIN_UTILISATION = 0.80
 WINDOW = 5
 
 
-def window_figures(rows: list[list[int]], start_at: float, end_at: float, limit: float) -> dict[str, float]:
+def window_figures(rows: list[list[int]], start_at: float, end_at: float, limit: float) -> dict[str, Any]:
     """From the server's [second, accepted, throttled] rows: the busiest 5 s window's arrival rate,
     and budget utilisation (accepted / limit) over the whole seconds while work remained."""
     first, last = int(start_at), int(end_at)
@@ -40,7 +40,11 @@ def window_figures(rows: list[list[int]], start_at: float, end_at: float, limit:
     accepted = [per_second.get(s, (0, 0))[0] for s in seconds]
     windows = [sum(arrivals[i : i + WINDOW]) / WINDOW for i in range(max(1, len(seconds) - WINDOW + 1))]
     inner = accepted[1:-1] if len(accepted) > 2 else accepted  # whole seconds only
+    timeline = " ".join(
+        f"{acc}" + (f"+{arr - acc}" if arr > acc else "") for acc, arr in zip(accepted, arrivals, strict=True)
+    )
     return {
+        "timeline": timeline,
         "max_window_rate": max(windows) if windows else 0.0,
         "max_window_accepted": max(
             (sum(accepted[i : i + WINDOW]) / WINDOW for i in range(max(1, len(seconds) - WINDOW + 1))),
@@ -171,6 +175,10 @@ def run(opts: harness.Options) -> harness.Section:
             "Client errors",
         ],
         rows,
+    )
+    section.table(
+        ["Variant (first repetition)", "Accepted requests per second, start to end (+429s)"],
+        [[label, runs[0]["timeline"]] for label, runs in results.items()],
     )
     for label in list(variants)[:2]:
         runs = results[label]
