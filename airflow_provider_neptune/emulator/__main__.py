@@ -107,6 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--owner", default="emulator", help="username shown as sys/owner (default: emulator)")
     parser.add_argument(
+        "--api-key",
+        default=None,
+        help="fixed API key inside the token, so a token can be prepared before the server starts "
+        "(e.g. in docker-compose). Default: a random key, kept in --data-dir across restarts",
+    )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write the API token to this file (mode 0600) once the server accepts connections",
+    )
+    parser.add_argument(
         "--log-level",
         default="warning",
         choices=["debug", "info", "warning", "error"],
@@ -131,7 +144,7 @@ def _display_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-async def _serve(server: _Server, sock: socket.socket, lines: list[str]) -> None:
+async def _serve(server: _Server, sock: socket.socket, lines: list[str], token_file: Path | None) -> None:
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -145,6 +158,10 @@ async def _serve(server: _Server, sock: socket.socket, lines: list[str]) -> None
             await task
             return
         await asyncio.sleep(0.01)
+    if token_file is not None:
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        token_file.touch(mode=0o600)
+        token_file.write_text(lines[0].partition("=")[2] + "\n")
     sys.stdout.write("".join(f"{line}\n" for line in lines))
     sys.stdout.flush()
     await task
@@ -187,6 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 multipart_chunk=args.multipart_chunk,
                 public_url=args.public_url,
                 owner=args.owner,
+                api_key=args.api_key,
             )
         )
         config = uvicorn.Config(
@@ -206,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"NEPTUNE_PROJECT={projects[0]}",
             f"NEPTUNE_EMULATOR_URL={public_url}",
         ]
-        asyncio.run(_serve(server, sock, lines))
+        asyncio.run(_serve(server, sock, lines, args.token_file))
         app.storage.close()
     finally:
         sock.close()

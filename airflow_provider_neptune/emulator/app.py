@@ -57,6 +57,7 @@ class EmulatorConfig:
     multipart_chunk: int = 5 * 1024 * 1024
     public_url: str | None = None
     owner: str = "emulator"
+    api_key: str | None = None
 
 
 def error_body(status: int, message: str, error_type: str = "") -> dict[str, Any]:
@@ -82,6 +83,8 @@ class EmulatorApp:
         self.storage = Storage(config.data_dir, owner=config.owner)
         for project in config.projects:
             self.storage.ensure_project(project)
+        if config.api_key:
+            self.storage.meta_set("api_key", config.api_key)
         api_key = self.storage.meta_setdefault("api_key", lambda: secrets.token_urlsafe(24))
         secret = self.storage.meta_setdefault("jwt_secret", lambda: secrets.token_hex(32))
         self.issuer = TokenIssuer(secret.encode(), api_key, config.owner)
@@ -274,6 +277,11 @@ class EmulatorApp:
 
     # ----- websocket ----------------------------------------------------------------------------
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The run's signal channel: held open while a client has the run, which marks it running.
+
+        Not throttled or faulted: it is one long-lived connection per open run, not an API request,
+        and refusing it would only make the client retry its handshake (and token refresh) in a loop.
+        """
         websocket = WebSocket(scope, receive, send)
         path: str = scope["path"]
         parts = path[len(WEBSOCKET_PREFIX) :].split("/") if path.startswith(WEBSOCKET_PREFIX) else []
@@ -311,13 +319,9 @@ class EmulatorApp:
             return HTMLResponse(index_page(self.storage))
         parts = [p for p in path.split("/") if p]
         if len(parts) >= 4 and parts[2] in ("e", "m"):
-            if len(parts) == 4:
-                ident = f"{parts[0]}/{parts[1]}/{parts[3]}"
-            elif len(parts) == 6 and parts[4] == "v":
-                ident = f"{parts[0]}/{parts[1]}/{parts[5]}"
-            else:
-                ident = ""
-            run = self.storage.find_run(ident) if ident else None
+            # /ws/proj/e/SAN-1[/metadata...], /ws/proj/m/SAN-MOD, /ws/proj/m/SAN-MOD/v/SAN-MOD-1
+            short_id = parts[5] if parts[2] == "m" and len(parts) >= 6 and parts[4] == "v" else parts[3]
+            run = self.storage.find_run(f"{parts[0]}/{parts[1]}/{short_id}")
             if run is not None:
                 return HTMLResponse(run_page(self.api, run))
         if len(parts) == 2 and self.storage.find_project("/".join(parts)):

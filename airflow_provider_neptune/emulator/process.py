@@ -50,6 +50,7 @@ class NeptuneEmulator:
         multipart_threshold: int | None = None,
         multipart_chunk: int | None = None,
         public_url: str | None = None,
+        api_key: str | None = None,
         startup_timeout: float = 30.0,
         log_level: str = "warning",
         extra_args: Iterable[str] = (),
@@ -65,6 +66,7 @@ class NeptuneEmulator:
         self.multipart_threshold = multipart_threshold
         self.multipart_chunk = multipart_chunk
         self.public_url = public_url
+        self.api_key = api_key
         self.startup_timeout = startup_timeout
         self.log_level = log_level
         self.extra_args = tuple(extra_args)
@@ -105,6 +107,8 @@ class NeptuneEmulator:
             cmd += ["--multipart-chunk", str(self.multipart_chunk)]
         if self.public_url is not None:
             cmd += ["--public-url", self.public_url]
+        if self.api_key is not None:
+            cmd += ["--api-key", self.api_key]
         cmd += ["--log-level", self.log_level, *self.extra_args]
         return cmd
 

@@ -200,6 +200,11 @@ class Storage:
             row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row["value"] if row else default
 
+    def meta_set(self, key: str, value: str) -> None:
+        """Store a persisted setting."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
     def meta_setdefault(self, key: str, make: Any) -> str:
         """Return a persisted setting, storing make() first when it is missing."""
         with self._tx() as db:

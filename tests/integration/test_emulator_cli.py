@@ -67,9 +67,21 @@ def _start(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_prints_its_lines_serves_and_exits_zero_on_signal(sig: signal.Signals) -> None:
-    proc, lines = _start("--project", "team/alpha", "--project", "team/beta")
+def test_prints_its_lines_serves_and_exits_zero_on_signal(sig: signal.Signals, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    proc, lines = _start(
+        "--project",
+        "team/alpha",
+        "--project",
+        "team/beta",
+        "--api-key",
+        "k3y",
+        "--token-file",
+        str(token_file),
+    )
     try:
+        assert token_file.read_text().strip() == lines["NEPTUNE_API_TOKEN"]
+        assert api_key_of(lines["NEPTUNE_API_TOKEN"]) == "k3y"
         assert set(lines) == {"NEPTUNE_API_TOKEN", "NEPTUNE_PROJECT", "NEPTUNE_EMULATOR_URL"}
         assert lines["NEPTUNE_PROJECT"] == "team/alpha"
         url = lines["NEPTUNE_EMULATOR_URL"]

@@ -283,6 +283,8 @@ def test_run_page_and_unknown_routes(emulator: NeptuneEmulator) -> None:
     with urllib.request.urlopen(url, timeout=10) as response:
         page = response.read().decode()
         assert response.headers["content-type"].startswith("text/html")
+    with urllib.request.urlopen(f"{url}/metadata", timeout=10) as response:  # the link printed at stop()
+        assert "metrics/acc" in response.read().decode()
     assert "metrics/acc" in page
     assert "params/lr" in page
     assert "<svg" in page
