@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from test_artifacts_support import close_pooled_runs, plain_run  # noqa: F401 (fixture)
 
+from airflow_provider_neptune.hooks.run_pool import POOL
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,3 +124,4 @@ def test_shipped_cleanup_dag_dry_runs_first_then_deletes(
     assert real["dry_run"] is False
     assert real["checkpoints_deleted"] == 2
     assert _checkpoint_keys(emulator, sys_id) == ["step_0", "step_2", "step_4", "step_5"]
+    POOL.close_all(seconds=30)  # while this test's emulator still runs
