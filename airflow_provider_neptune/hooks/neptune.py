@@ -588,7 +588,7 @@ class NeptuneHook(BaseHook):
                 for path in plan:
                     if path not in expected and sync_errors:
                         expected[path] = plan[path][1][-1] if plan[path][1] else 0.0
-                last_steps = delivery.verify_delivery(
+                last_steps = self._verify(
                     run,
                     run_id=run_id,
                     timeout=timeout,
@@ -611,6 +611,20 @@ class NeptuneHook(BaseHook):
         }
         self._report(f"log_metrics run {run_id}", {k: after[k] - before[k] for k in COUNTER_KEYS})
         return summary
+
+    def _verify(self, run: Any, **kwargs: Any) -> dict[str, float | None]:
+        """verify_delivery, dropping a handle whose async thread died so it is never reused."""
+        try:
+            return delivery.verify_delivery(run, **kwargs)
+        except NeptuneDeliveryError:
+            consumer = delivery.consumer_of(run)
+            if consumer is not None and not consumer.is_alive() and POOL.remove(run):
+                # Its queue stays on disk (named in the error); a later call opens a fresh handle.
+                try:
+                    run.stop(seconds=1)
+                except Exception:
+                    self.log.debug("stopping a broken run handle failed", exc_info=True)
+            raise
 
     def _report(self, what: str, counts: Mapping[str, int]) -> None:
         self.log.info(
@@ -637,7 +651,7 @@ class NeptuneHook(BaseHook):
             return
         if mode in ("read-only", "debug"):
             return
-        delivery.verify_delivery(
+        self._verify(
             run,
             run_id=run_id,
             timeout=timeout,

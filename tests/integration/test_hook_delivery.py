@@ -58,9 +58,10 @@ def test_killed_async_thread_fails_the_call_and_names_the_queue_on_disk(
     assert any(p.name.startswith("data-") and p.stat().st_size > 0 for p in queue.iterdir())
     assert error.missing["eval/acc"][1] == 3.0
     assert hook.fetch_series(run_id, "eval/acc") == []  # nothing reached the server
-    # The dead handle must not be reused: stopping it reports the unsent data too.
-    with pytest.raises(NeptuneDeliveryError, match="unsent"):
-        hook.stop_run(run_id, timeout=5)
+    # The dead handle is dropped: a retry opens a fresh one and delivers everything once.
+    retried = hook.log_metrics(run_id, {"eval/acc": [0.1, 0.2, 0.3, 0.4]})
+    assert retried["points_sent"] == 4
+    assert hook.fetch_series(run_id, "eval/acc") == [(0.0, 0.1), (1.0, 0.2), (2.0, 0.3), (3.0, 0.4)]
 
 
 def test_rejected_request_in_sync_mode_fails_the_call(
@@ -99,3 +100,20 @@ def test_every_point_arrives_exactly_once_with_ten_percent_faults(
     for name, points in expected.items():
         assert hook.fetch_series(run_id, name) == points
     assert hook.counters["retries"] > 0
+
+
+def test_throttling_without_a_budget_is_retried_counted_and_complete(
+    neptune_hook_factory: Any, neptune_emulator: Any
+) -> None:
+    # No client-side budget: the server's 429s are waited out (whole Retry-After) and counted.
+    hook = neptune_hook_factory(mode="sync", rate_limit_per_second=0)
+    run_id = hook.create_run(custom_run_id=_cid())
+    neptune_emulator.set_faults(rate_limit=4)
+    metrics = {f"s{i}": [float(v) for v in range(5)] for i in range(4)}
+    summary = hook.log_metrics(run_id, metrics)
+    neptune_emulator.set_faults(rate_limit=None)
+    assert summary["throttled"] > 0
+    assert summary["retries"] >= summary["throttled"]
+    assert summary["points_sent"] == 20
+    for name in metrics:
+        assert hook.fetch_series(run_id, name) == [(float(v), float(v)) for v in range(5)]
