@@ -263,3 +263,74 @@ def test_valid_storages_are_normalised() -> None:
     ]:
         s = resolve(Conn(password=LOCAL_TOKEN, extra={**GOOD, "rate_limit_storage": value}))
         assert s.rate_limit_storage == expected
+
+
+# ------------------------------------------------------------------------- through the hook
+
+
+def test_hook_reads_a_real_airflow_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_neptune.hooks.neptune import NeptuneHook
+
+    conn = {
+        "conn_type": "neptune",
+        "password": LOCAL_TOKEN,
+        "extra": {"project": "conn/proj", "mode": "sync", "rate_limit_per_second": 3},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_NEPTUNE_DEFAULT", json.dumps(conn))
+    monkeypatch.setenv("NEPTUNE_PROJECT", "env/ignored")
+    hook = NeptuneHook(retry_count=2)
+    s = hook.settings
+    assert (s.project, s.mode, s.rate_limit_per_second, s.retry_count) == ("conn/proj", "sync", 3.0, 2)
+    assert hook.settings is s  # resolved once
+    assert NeptuneHook(project="arg/proj").settings.project == "arg/proj"
+
+
+def test_hook_registers_the_token_with_the_secrets_masker(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk._shared.secrets_masker.secrets_masker import redact
+
+    from airflow_provider_neptune.hooks.neptune import NeptuneHook
+
+    token = encode_token({"api_address": "http://127.0.0.1:5556", "api_key": "mask-me-" + SECRET})
+    _ = NeptuneHook(api_token=token, project="ws/p").settings
+    assert token not in str(redact(f"token={token}"))
+
+
+def test_hook_with_a_missing_named_connection_fails_clearly() -> None:
+    from airflow_provider_neptune.hooks.neptune import NeptuneHook
+
+    hook = NeptuneHook("no_such_neptune_conn")
+    with pytest.raises(NeptuneSettingsError, match="no_such_neptune_conn"):
+        _ = hook.settings
+    ok, message = hook.test_connection()
+    assert not ok
+    assert "connection not found" in message
+
+
+def test_hook_without_default_connection_uses_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_neptune.hooks.neptune import NeptuneHook
+
+    monkeypatch.delenv("AIRFLOW_CONN_NEPTUNE_DEFAULT", raising=False)
+    monkeypatch.setenv("NEPTUNE_API_TOKEN", REMOTE_TOKEN)
+    monkeypatch.setenv("NEPTUNE_PROJECT", "env/proj")
+    s = NeptuneHook().settings
+    assert (s.project, s.api_address) == ("env/proj", "https://neptune.example.com")
+
+
+def test_ui_field_behaviour_matches_provider_metadata() -> None:
+    from airflow_provider_neptune import get_provider_info
+    from airflow_provider_neptune.hooks.neptune import NeptuneHook
+
+    (conn_type,) = get_provider_info()["connection-types"]
+    assert conn_type["hook-class-name"].endswith(NeptuneHook.__name__)
+    assert conn_type["connection-type"] == NeptuneHook.conn_type == "neptune"
+    assert NeptuneHook.get_ui_field_behaviour() == conn_type["ui-field-behaviour"]
+    widgets = NeptuneHook.get_connection_form_widgets()
+    assert widgets == {} or set(widgets) == set(conn_type["conn-fields"])
+    # Every extra key the settings read is a declared connection field, and vice versa.
+    from airflow_provider_neptune.hooks.settings import EXTRA_KEYS
+
+    assert set(EXTRA_KEYS) == set(conn_type["conn-fields"])
+    assert (NeptuneHook.default_conn_name, NeptuneHook.conn_name_attr) == (
+        "neptune_default",
+        "neptune_conn_id",
+    )
