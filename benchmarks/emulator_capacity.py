@@ -84,7 +84,7 @@ def _one_window(emu: Any, work: Path, via: str, points: int, duration: float, re
 def run(opts: harness.Options) -> harness.Section:
     """Measure each client kind `reps` times against one emulator and report medians."""
     duration = float(opts.pick(4, 10))
-    reps = opts.reps(2, 3)
+    reps = opts.reps(1, 3)
     section = harness.Section(
         NAME,
         harness.TITLES[NAME],

@@ -116,6 +116,36 @@ def _probe(path: Path, env: dict[str, str]) -> dict[str, Any]:
     return result
 
 
+def heaviest_imports(path: Path, env: dict[str, str], top: int = 8) -> list[tuple[str, float, float]]:
+    """(module, self ms, cumulative ms) of the slowest imports while parsing `path` (python -X importtime)."""
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", PROBE, str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    # Only the imports made after the probe's own set-up, which ends with the dag processor's line
+    # (importtime prints a module when its import finishes); the DAG file's imports come after it.
+    lines = out.stderr.splitlines()
+    marker = max(
+        (i for i, line in enumerate(lines) if line.rstrip().endswith("airflow.dag_processing.processor")),
+        default=-1,
+    )
+    found: list[tuple[str, float, float]] = []
+    for line in lines[marker + 1 :]:
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        parts = line.split("|")
+        try:
+            self_us, cumulative_us = float(parts[0].split(":")[1]), float(parts[1])
+        except ValueError:
+            continue
+        found.append((parts[2].strip(), self_us / 1000, cumulative_us / 1000))
+    return sorted(found, key=lambda item: -item[1])[:top]
+
+
 def run(opts: harness.Options) -> harness.Section:
     """Parse both files `reps` times each, alternating, and compare the medians."""
     reps = opts.reps(10, 15)
@@ -129,6 +159,7 @@ def run(opts: harness.Options) -> harness.Section:
         files["EmptyOperator only"].write_text(BASELINE_DAG)
         files["every provider operator"].write_text(PROVIDER_DAG)
         env = harness.worker_env(None, work)
+        heavy = heaviest_imports(files["every provider operator"], env)
         samples: dict[str, list[dict[str, Any]]] = {label: [] for label in files}
         for i in range(reps):
             labels = list(files) if i % 2 == 0 else list(reversed(files))
@@ -177,6 +208,10 @@ def run(opts: harness.Options) -> harness.Section:
             "neptune modules loaded",
         ],
         rows,
+    )
+    section.table(
+        ["Slowest imports while parsing the provider file (one `-X importtime` run)", "self", "cumulative"],
+        [[f"`{name}`", f"{own:.1f} ms", f"{cum:.1f} ms"] for name, own, cum in heavy],
     )
     section.note(
         f"Added by the provider: {added_parse:.1f} ms to parse, {added_total:.1f} ms including DAG "
