@@ -221,3 +221,19 @@ def test_project_wide_rules_and_paging(retention_env: Any, tag: str, monkeypatch
     final_only = _op(tag + "-age", final_only_older_than_days=0).execute(context())
     assert final_only["checkpoints_deleted"] == 2
     assert read_checkpoints(retention_env, young["y"]) == {"step_2": True}
+
+
+def test_nql_query_and_tags_select_the_runs(retention_env: Any, tag: str) -> None:
+    ids = make_runs(retention_env, tag, {"good": [0.1, 0.9, 0.2], "poor": [0.1, 0.9, 0.2]})
+    ids.update(make_runs(retention_env, tag + "-other", {"other": [0.1, 0.9, 0.2]}))
+    for name, accuracy in (("good", 0.93), ("poor", 0.41), ("other", 0.99)):
+        run = plain_run(retention_env, with_id=ids[name], mode="sync")
+        run["eval/accuracy"] = accuracy
+        run.stop()
+    result = _op(tag, keep_top_k=1, query="`eval/accuracy`:float > 0.6").execute(context())
+    assert result["runs_matched"] == 1
+    assert result["checkpoints_deleted"] == 1
+    assert read_checkpoints(retention_env, ids["good"]) == {"step_1": True, "step_2": True}
+    untouched = {"step_0": True, "step_1": True, "step_2": True}
+    assert read_checkpoints(retention_env, ids["poor"]) == untouched
+    assert read_checkpoints(retention_env, ids["other"]) == untouched  # matches the query, not the tag
