@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from run_metrics_support import (
     wait_until_idle,
 )
 
+from airflow_provider_neptune.exceptions import NeptuneDeliveryError
 from airflow_provider_neptune.hooks.neptune import NeptuneHook
 from airflow_provider_neptune.operators import NeptuneCreateRunOperator, NeptuneStopRunOperator
 from airflow_provider_neptune.run_conditions import STATE_FIELD
@@ -72,3 +75,26 @@ def test_stop_writes_final_fields_and_leaves_the_run_inactive(
         assert run[STATE_FIELD].fetch() == "finished"
         assert run["eval/f1"].fetch() == 0.75
     assert wait_until_idle(neptune_emulator, sys_id) == "idle"
+
+
+def test_stop_fails_when_data_would_be_left_unsent(
+    neptune_emulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    use_emulator(monkeypatch, neptune_emulator, "async", retry_count=1, retry_backoff=0.1)
+    monkeypatch.setenv("NEPTUNE_DATA_DIRECTORY", str(tmp_path / "neptune-data"))
+    sys_id = NeptuneCreateRunOperator(task_id="create_run").execute(context())
+    with NeptuneHook().get_run(run_id=sys_id):  # a handle this "task process" keeps open
+        pass
+    neptune_emulator.set_faults(fault_rate=1.0)  # every request fails from now on
+    stop = NeptuneStopRunOperator(
+        task_id="stop", run_id=sys_id, timeout=5, final_fields={"eval": {"f1": 0.5}}
+    )
+    started = time.monotonic()
+    with pytest.raises(NeptuneDeliveryError) as info:
+        stop.execute(context())
+    elapsed = time.monotonic() - started
+    neptune_emulator.set_faults(fault_rate=0.0)
+    assert sys_id in str(info.value)
+    assert elapsed < 60, f"the stop was not bounded ({elapsed:.0f} s)"
+    with read_only_run(neptune_emulator, sys_id) as run:
+        assert not run.exists("eval/f1")
