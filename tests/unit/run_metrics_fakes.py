@@ -20,6 +20,9 @@ class FakeTI:
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcom[key] = value
 
+    def get_first_reschedule_date(self, context: Any) -> None:
+        return None
+
 
 def make_context(ti: FakeTI | None = None, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Return a context dict with a fake TI and params."""

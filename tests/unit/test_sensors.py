@@ -7,7 +7,12 @@ from typing import Any
 
 import pytest
 from airflow.sdk import PokeReturnValue
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowRescheduleException,
+    TaskDeferred,
+)
 from run_metrics_fakes import FakeHook, make_context
 
 from airflow_provider_neptune.exceptions import NeptuneRunNotFoundError
@@ -252,8 +257,12 @@ def test_run_sensor_poke_and_parse_time_validation() -> None:
         NeptuneMetricSensor(task_id="bad2", run_id="x", path="p", condition="~", threshold=1)
 
 
-def test_reschedule_mode_is_accepted() -> None:
-    sensor = NeptuneMetricSensor(
-        task_id="r", run_id="x", path="p", condition=">", threshold=1, mode="reschedule"
-    )
-    assert sensor.reschedule
+def test_reschedule_mode_frees_the_slot_until_met() -> None:
+    hook = _hook([(0, 0.5)])
+    sensor = _sensor(hook, mode="reschedule", poke_interval=30, timeout=3600)
+    with pytest.raises(AirflowRescheduleException) as info:
+        sensor.execute(make_context())
+    assert info.value.reschedule_date is not None
+    assert hook.closed == 1
+    hook.series["SAN-1"]["val/acc"].append((1, 0.9))
+    assert sensor.execute(make_context())["value"] == 0.9
