@@ -79,6 +79,12 @@ def resolve_files(path: str) -> list[Path]:
     return [single]
 
 
+def request_counts(hook: NeptuneHook, before: dict[str, int]) -> dict[str, int]:
+    """Requests, 429s and retries this process sent to the hook's server since ``before``."""
+    after = hook.counters
+    return {key: after.get(key, 0) - before.get(key, 0) for key in ("requests", "throttled", "retries")}
+
+
 class NeptuneUploadArtifactOperator(BaseOperator):
     """Upload a checkpoint file (or a glob of files) to a run, with the fields retention decides on.
 
@@ -90,6 +96,8 @@ class NeptuneUploadArtifactOperator(BaseOperator):
     In async and offline modes the bytes are copied at once into the client's per-run upload folder
     under the Neptune data directory (the client deletes that copy after uploading, also after
     ``neptune sync``), so deleting or rewriting the file afterwards cannot lose or change the upload.
+    The gate reads the run's entries when the task runs, so gated uploads running in parallel for
+    one run may both pass it; the retention clean-up trims any excess.
 
     :param run_id: ``sys/id`` of the run (templated), e.g. ``"{{ ti.xcom_pull('create_run') }}"``.
     :param path: file path or glob (templated).
@@ -107,7 +115,8 @@ class NeptuneUploadArtifactOperator(BaseOperator):
     :param neptune_conn_id: the Neptune connection.
     :param project: ``workspace/project`` overriding the connection's.
     :param mode: client mode overriding the connection's (``async``, ``sync``, ``offline``).
-    :returns: (XCom) ``run_id``, ``namespace``, ``uploaded`` and ``skipped`` lists, ``bytes_uploaded``.
+    :returns: (XCom) ``run_id``, ``namespace``, ``uploaded`` and ``skipped`` lists, ``bytes_uploaded``,
+        ``requests`` (requests, 429s and retries spent).
     """
 
     template_fields: Sequence[str] = (
@@ -189,6 +198,7 @@ class NeptuneUploadArtifactOperator(BaseOperator):
             raise ValueError(f"several files map to the same checkpoint key: {sorted(keys)}")
 
         hook = _new_hook(self.neptune_conn_id, self.project, self.mode)
+        requests_before = hook.counters
         mode = hook.settings.mode
         if mode not in UPLOAD_MODES:
             raise ValueError(
@@ -276,6 +286,7 @@ class NeptuneUploadArtifactOperator(BaseOperator):
             "uploaded": uploaded,
             "skipped": skipped,
             "bytes_uploaded": total,
+            "requests": request_counts(hook, requests_before),
         }
 
 
@@ -320,8 +331,8 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
     :param project: ``workspace/project`` overriding the connection's.
     :param mode: client mode used for the deletions (``async`` or ``sync``).
     :returns: (XCom) runs_scanned, checkpoints_found/kept/deleted, bytes_freed, delete_fraction,
-        dry_run, and in a dry run the ``plan`` of the runs with deletions (and ``refused`` when a real
-        run would refuse).
+        requests (requests, 429s, retries spent), dry_run, and in a dry run the ``plan`` of the runs
+        with deletions (and ``refused`` when a real run would refuse).
     """
 
     template_fields: Sequence[str] = (
@@ -471,6 +482,7 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
         if max_fraction is None or not 0 <= max_fraction <= 1:
             raise ValueError(f"max_delete_fraction must be between 0 and 1, got {self.max_delete_fraction!r}")
         hook = _new_hook(self.neptune_conn_id, self.project, self.mode)
+        requests_before = hook.counters
         now = datetime.now(UTC)
         counts = {"runs_matched": 0, "runs_too_recent": 0, "runs_scanned": 0}
         runs = list(self._scan(hook, namespace, policy, now, counts))
@@ -493,10 +505,13 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
             summary["bytes_to_free"] = plan.bytes_freed
             summary["checkpoints_to_delete"] = plan.checkpoints_deleted
             summary["checkpoints_deleted"] = 0
+            summary["requests"] = request_counts(hook, requests_before)
             return summary
         if refusal:
             raise NeptuneRetentionRefusedError(refusal)
         self._apply(hook, plan, namespace)
+        summary["requests"] = request_counts(hook, requests_before)
+        self.log.info("Requests spent (shared budget): %s", summary["requests"])
         return summary
 
     def _log_plan(self, plan: RetentionPlan, namespace: str, dry_run: bool) -> None:

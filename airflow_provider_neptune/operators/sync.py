@@ -128,7 +128,8 @@ class NeptuneSyncOperator(BaseOperator):
     :param neptune_conn_id: the Neptune connection.
     :param project: ``workspace/project`` that offline runs go to (templated).
     :returns: (XCom) ``synced`` runs (local id, kind, sys/id, operations), ``operations_sent``,
-        ``errors`` and what is ``left`` (offline, unsent async, in use, run not found).
+        ``errors``, ``requests`` (requests, 429s, retries spent) and what is ``left`` (offline,
+        unsent async, in use, run not found).
     """
 
     template_fields: Sequence[str] = ("data_directory", "project")
@@ -169,6 +170,7 @@ class NeptuneSyncOperator(BaseOperator):
             self.log.info("No Neptune data directory at %s: nothing to sync", base)
             return _report(base, [], RecordingBackend(None), _empty_left())
         hook = self._hook()
+        requests_before = hook.counters
         with FileLock(str(base / LOCK_NAME), timeout=self.lock_timeout):
             backend = self._backend(hook)
             try:
@@ -176,6 +178,10 @@ class NeptuneSyncOperator(BaseOperator):
             finally:
                 backend.close()
         report = _report(base, synced, backend, left)
+        after = hook.counters
+        report["requests"] = {
+            k: after.get(k, 0) - requests_before.get(k, 0) for k in ("requests", "throttled", "retries")
+        }
         self.log.info(
             "Synced %d run(s) from %s: %d operations sent, %d rejected; left: %s",
             len(synced),

@@ -70,6 +70,9 @@ def test_retention_and_sync_never_exceed_the_server_limit(
     assert result["checkpoints_deleted"] == 6
     report = NeptuneSyncOperator(task_id="sync", data_directory=str(tmp_path / "data")).execute(context())
     assert [s["kind"] for s in report["synced"]] == ["offline"]
+    assert result["requests"]["requests"] > 0
+    assert report["requests"]["requests"] > 0
+    assert result["requests"]["throttled"] == report["requests"]["throttled"] == 0
     hook.close()
 
     stats = emulator.stats()
