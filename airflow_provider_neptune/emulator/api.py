@@ -31,6 +31,24 @@ from airflow_provider_neptune.emulator.storage import (
 
 MIN_CLIENT_VERSION = "1.0.0"
 MAX_CLIENT_VERSION = "1.999.0"
+SYSTEM_COLUMNS = (
+    ("sys/creation_time", "datetime"),
+    ("sys/modification_time", "datetime"),
+    ("sys/ping_time", "datetime"),
+    ("sys/id", "string"),
+    ("sys/name", "string"),
+    ("sys/owner", "string"),
+    ("sys/description", "string"),
+    ("sys/state", "experimentState"),
+    ("sys/tags", "stringSet"),
+    ("sys/trashed", "bool"),
+    ("sys/failed", "bool"),
+    ("sys/size", "float"),
+    ("sys/running_time", "float"),
+    ("sys/monitoring_time", "int"),
+)
+# Nominal storage quota reported by workspaceStatus (the emulator enforces none).
+STORAGE_LIMIT = 100 * 1024**3
 
 
 @dataclass
@@ -210,12 +228,20 @@ class NeptuneApi:
         return JSONResponse([{"id": n, "name": n, "organizationType": "team"} for n in names])
 
     def workspaceStatus(self, call: Call) -> Response:
-        used = 0
-        for project in self.storage.list_projects():
-            if project.workspace == call.arg("organizationIdentifier"):
-                used += sum(self.storage.run_size(r.id) for r in self.storage.runs_of(project.id))
+        projects = [
+            p for p in self.storage.list_projects() if p.workspace == call.arg("organizationIdentifier")
+        ]
+        if not projects:
+            raise _not_found(f"Workspace {call.arg('organizationIdentifier')}", "WORKSPACE_NOT_FOUND")
+        used = sum(self.storage.run_size(r.id) for p in projects for r in self.storage.runs_of(p.id))
         return JSONResponse(
-            {"storageBytesAvailable": None, "storageBytesLimit": None, "storageBytesUsed": used}
+            {
+                "storageBytesAvailable": max(STORAGE_LIMIT - used, 0),
+                "storageBytesLimit": STORAGE_LIMIT,
+                "activeProjectsUsage": len(projects),
+                "activeProjectsLimit": None,
+                "membersCount": 1,
+            }
         )
 
     # ----- runs ---------------------------------------------------------------------------------
@@ -587,7 +613,8 @@ class NeptuneApi:
     def searchLeaderboardAttributes(self, call: Call) -> Response:
         project = self._project(call.need("projectIdentifier"))
         search = call.arg("search") or ""
-        seen: dict[tuple[str, str], None] = {}
+        # The system columns exist even in an empty project (the client sorts by sys/creation_time).
+        seen = {(name, kind): None for name, kind in SYSTEM_COLUMNS if search in name}
         for _, fields in self._table(project, call.query.get("type", [])):
             for attr in fields.values():
                 if search in attr.path:

@@ -150,7 +150,13 @@ DEFINITIONS: JSON = {
     "TrashResult": _model(errors=_list(_ref("Error")), updatedExperimentIdentifiers=_list(_S)),
     "AttributeNameType": _model(name=_S, type=_S),
     "AttributeNameTypeList": _model(entries=_list(_ref("AttributeNameType"))),
-    "WorkspaceStatus": _model(storageBytesAvailable=_I, storageBytesLimit=_I, storageBytesUsed=_I),
+    "WorkspaceStatus": _model(
+        storageBytesAvailable=_I,
+        storageBytesLimit=_I,
+        activeProjectsUsage=_I,
+        activeProjectsLimit=_I,
+        membersCount=_I,
+    ),
 }
 
 _TOKEN = _h("X-Neptune-Api-Token")

@@ -300,3 +300,36 @@ def test_run_page_and_unknown_routes(emulator: NeptuneEmulator) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(f"{emulator.url}/api/leaderboard/v1/experiments?experimentId=x", timeout=10)
     assert info.value.code == 401
+
+
+def test_management_project_fields_and_model_registry(emulator: NeptuneEmulator, fresh_project: str) -> None:
+    workspace = fresh_project.split("/")[0]
+    assert fresh_project in management.get_project_list()
+    assert management.get_workspace_status(workspace=workspace)["storageBytesUsed"] >= 0
+    with neptune.init_project(project=fresh_project, mode="read-only") as project:
+        assert project.fetch_runs_table().to_rows() == []  # an empty project still has its columns
+    with neptune.init_project(project=fresh_project, mode="sync") as project:
+        project["info/team"] = "ml"
+    with neptune.init_run(project=fresh_project, mode="sync", **QUIET) as run:
+        doomed = run["sys/id"].fetch()
+    management.trash_objects(project=fresh_project, ids=doomed)
+    management.delete_objects_from_trash(project=fresh_project, ids=doomed)
+    with neptune.init_project(project=fresh_project, mode="read-only") as project:
+        assert project["info/team"].fetch() == "ml"
+        assert project.fetch_runs_table(trashed=None).to_rows() == []
+
+    with neptune.init_model(project=fresh_project, key="CLS", mode="sync") as model:
+        model_id = model["sys/id"].fetch()
+        model["arch"] = "resnet"
+    with neptune.init_model_version(project=fresh_project, model=model_id, mode="sync") as version:
+        version["acc"] = 0.9
+        version.change_stage("staging")
+        version_id = version["sys/id"].fetch()
+    assert version_id == f"{model_id}-1"
+    with neptune.init_model(project=fresh_project, with_id=model_id, mode="read-only") as model:
+        rows = model.fetch_model_versions_table().to_rows()
+        assert [(r["sys/id"].get(), r["acc"].get(), r["sys/stage"].get()) for r in rows] == [
+            (version_id, 0.9, "staging")
+        ]
+    with neptune.init_project(project=fresh_project, mode="read-only") as project:
+        assert [r["sys/id"].get() for r in project.fetch_models_table().to_rows()] == [model_id]
