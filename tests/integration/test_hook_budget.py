@@ -13,7 +13,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import neptune  # noqa: F401  (imported before forking, so workers start at once)
 import pytest
+
+from airflow_provider_neptune.hooks.neptune import NeptuneHook
 
 pytestmark = pytest.mark.integration
 
@@ -26,8 +29,6 @@ POINTS = 10
 def _worker(mode: str, storage: str, custom: str, env: dict[str, str], go: Any, out: Any) -> None:
     """One worker process: its own hook and budget handle, logging through the shared store."""
     os.environ.update(env)
-    from airflow_provider_neptune.hooks.neptune import NeptuneHook
-
     hook = NeptuneHook(mode=mode, rate_limit_per_second=RATE, rate_limit_storage=storage, retry_backoff=0.2)
     _ = hook.policy
     if not go.wait(120):
