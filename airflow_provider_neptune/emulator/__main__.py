@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import re
 import shutil
 import signal
 import socket
@@ -179,6 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("--fault-rate must be between 0 and 1", file=sys.stderr)
         return 2
     projects = args.projects or [DEFAULT_PROJECT]
+    bad = [p for p in projects if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", p)]
+    if bad:
+        print(f"--project must look like workspace/name, got {bad[0]!r}", file=sys.stderr)
+        return 2
     temp_dir = None
     data_dir = args.data_dir
     if data_dir is None:
@@ -191,7 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # waits ~40 ms for the client's delayed ACK, capping a client at ~22 requests per second.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        sock.bind((args.host, args.port))
+        try:
+            sock.bind((args.host, args.port))
+        except OSError as exc:
+            print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+            return 1
         sock.listen(2048)
         port = sock.getsockname()[1]
         public_url = (args.public_url or _display_url(args.host, port)).rstrip("/")

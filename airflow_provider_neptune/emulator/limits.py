@@ -84,6 +84,7 @@ class Stats:
     requests_total: int = 0
     requests_by_route: Counter[str] = field(default_factory=Counter)
     requests_by_status: Counter[str] = field(default_factory=Counter)
+    accepted_total: int = 0
     throttled_total: int = 0
     faults_injected_total: int = 0
     faults_by_kind: Counter[str] = field(default_factory=Counter)
@@ -98,6 +99,8 @@ class Stats:
     def record_second(self, accepted: bool) -> None:
         """Count a budgeted request in its wall-clock second (accepted or throttled)."""
         second = int(time.time())
+        if accepted:
+            self.accepted_total += 1
         row = self.per_second.setdefault(second, [0, 0])
         row[0 if accepted else 1] += 1
         if len(self.per_second) > RATE_HISTORY_SECONDS:
@@ -111,6 +114,7 @@ class Stats:
             "requests_total": self.requests_total,
             "requests_by_route": dict(self.requests_by_route),
             "requests_by_status": dict(self.requests_by_status),
+            "accepted_total": self.accepted_total,
             "throttled_total": self.throttled_total,
             "faults_injected_total": self.faults_injected_total,
             "faults_by_kind": dict(self.faults_by_kind),

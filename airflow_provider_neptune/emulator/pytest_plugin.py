@@ -3,6 +3,8 @@
 - `neptune_emulator_session`: one emulator subprocess for the whole test session.
 - `neptune_emulator`: that server for one test; afterwards rate limit, faults and pending
   fail_next rules are cleared so no test leaks faults into the next.
+- `neptune_emulator_env`: `neptune_emulator` plus NEPTUNE_* variables and the
+  AIRFLOW_CONN_NEPTUNE_DEFAULT connection pointing at it, for the test only.
 - `neptune_emulator_factory`: start extra emulators with NeptuneEmulator keyword arguments; the
   ones a test starts are stopped after it.
 
@@ -36,6 +38,19 @@ def neptune_emulator(neptune_emulator_session: NeptuneEmulator) -> Iterator[Nept
     yield neptune_emulator_session
     if neptune_emulator_session.running:
         neptune_emulator_session.clear_faults()
+
+
+@pytest.fixture
+def neptune_emulator_env(
+    neptune_emulator: NeptuneEmulator, monkeypatch: pytest.MonkeyPatch
+) -> NeptuneEmulator:
+    """The shared emulator with NEPTUNE_API_TOKEN, NEPTUNE_PROJECT, OAUTHLIB_INSECURE_TRANSPORT and
+    AIRFLOW_CONN_NEPTUNE_DEFAULT set for the test (plain `neptune.init_run()` and the default
+    Airflow connection both reach it)."""
+    for key, value in neptune_emulator.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AIRFLOW_CONN_NEPTUNE_DEFAULT", neptune_emulator.airflow_conn_json())
+    return neptune_emulator
 
 
 @pytest.fixture

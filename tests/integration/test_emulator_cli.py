@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -96,6 +97,36 @@ def test_prints_its_lines_serves_and_exits_zero_on_signal(sig: signal.Signals, t
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_refuses_bad_arguments_and_busy_ports() -> None:
+    bad_project = subprocess.run(
+        [sys.executable, "-m", MODULE, "--project", "no-slash"], capture_output=True, text=True, timeout=60
+    )
+    assert bad_project.returncode == 2
+    assert "workspace/name" in bad_project.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        taken = subprocess.run(
+            [sys.executable, "-m", MODULE, "--port", str(port)], capture_output=True, text=True, timeout=60
+        )
+    assert taken.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in taken.stderr
+
+
+def test_env_fixture_points_client_and_airflow_at_the_emulator(
+    neptune_emulator_env: NeptuneEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert os.environ["NEPTUNE_API_TOKEN"] == neptune_emulator_env.api_token
+    assert os.environ["NEPTUNE_PROJECT"] == neptune_emulator_env.project
+    conn = json.loads(os.environ["AIRFLOW_CONN_NEPTUNE_DEFAULT"])
+    assert conn["password"] == neptune_emulator_env.api_token
+    with neptune.init_run(mode="sync", **QUIET) as run:
+        run["x"] = 1
+        assert run.get_url().startswith(neptune_emulator_env.url)
 
 
 def test_data_and_token_survive_a_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
