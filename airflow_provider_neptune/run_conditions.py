@@ -90,12 +90,21 @@ def read_run_state(reader: RunReader, run_id: str) -> Any:
 
 
 def _finished_reason(reader: RunReader, run_id: str, finished_when: str | None) -> str | None:
-    """Return why run ``run_id`` counts as finished, or None while it may still change."""
+    """Return why run ``run_id`` counts as finished, or None while it may still change.
+
+    Both modes also treat ``sys/failed=True`` (the client sets it when the script crashes) as finished.
+    """
+    if finished_when is None:
+        return None
     if finished_when == "stopped":
         state = reader.fetch_field(run_id, STATE_FIELD)
         if state is not None:
             return f"the run was stopped ({STATE_FIELD}={state!r})"
-    elif finished_when == "inactive" and is_inactive(read_run_state(reader, run_id)):
+    system = reader.fetch_field(run_id, "sys")
+    system = system if isinstance(system, dict) else {}
+    if system.get("failed") is True:
+        return "the run failed (sys/failed=True)"
+    if finished_when == "inactive" and is_inactive(system.get("state")):
         return "the run is inactive (sys/state is Inactive)"
     return None
 

@@ -131,6 +131,7 @@ class NeptuneMetricSensor(_NeptuneConditionSensor):
         ``"stopped"`` (``NeptuneStopRunOperator`` wrote ``airflow/state``), ``"inactive"``
         (``sys/state`` is Inactive: for runs written by one process outside Airflow; between
         Airflow tasks a run is inactive too) or None (only the sensor timeout ends the wait).
+        ``sys/failed=True`` (a crashed script) counts as finished in both modes.
     :param neptune_conn_id: Airflow connection of type ``neptune``.
     :param project: Neptune project ``workspace/name``; overrides the connection's.
     :param deferrable: wait in the triggerer instead of a worker slot.

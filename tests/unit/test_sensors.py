@@ -63,6 +63,16 @@ def test_never_met_once_stopped_fails_and_says_why() -> None:
     assert "observed 0.5" in outcome.message
 
 
+def test_a_failed_run_is_finished_in_both_modes() -> None:
+    hook = _hook([(0, 0.5)])
+    hook.fields["SAN-1"]["sys"]["failed"] = True
+    for finished_when in ("stopped", "inactive"):
+        outcome = _metric(finished_when=finished_when).evaluate(hook)
+        assert outcome.status == "failed"
+        assert "sys/failed=True" in outcome.message
+    assert _metric(finished_when=None).evaluate(hook).status == "waiting"
+
+
 def test_met_even_if_stopped() -> None:
     assert _metric().evaluate(_hook([(0, 0.91)], airflow__state="finished")).status == "met"
 
