@@ -575,6 +575,8 @@ def _progress_bar_class(logger: Any) -> type:
     from neptune.typing import ProgressBarCallback
 
     class _LogProgress(ProgressBarCallback):
+        """Logs ``done/total runs`` for every page the client fetches."""
+
         def __init__(self, *, description: str | None = None, **_: Any) -> None:
             super().__init__()
             self._description = description or "Fetching runs"
@@ -582,6 +584,7 @@ def _progress_bar_class(logger: Any) -> type:
             self._total: int | None = None
 
         def update(self, *, by: int, total: int | None = None) -> None:
+            """Called by the client after each page."""
             if total is not None:
                 self._total = total
             self._done += by

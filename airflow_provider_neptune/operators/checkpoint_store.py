@@ -60,9 +60,11 @@ class HashingReader(io.RawIOBase):
         self.bytes_read = 0
 
     def readable(self) -> bool:
+        """Always readable."""
         return True
 
     def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` from the file and add those bytes to the digest."""
         data = self._handle.read(len(buffer))
         count = len(data)
         buffer[:count] = data
@@ -75,6 +77,7 @@ class HashingReader(io.RawIOBase):
         return self._digest.hexdigest()
 
     def close(self) -> None:
+        """Close the underlying file."""
         self._handle.close()
         super().close()
 

@@ -92,22 +92,27 @@ class RetentionPlan:
 
     @property
     def checkpoints_found(self) -> int:
+        """Checkpoint entries found in the planned runs."""
         return sum(len(r.kept) + len(r.deleted) for r in self.runs)
 
     @property
     def checkpoints_kept(self) -> int:
+        """Entries the plan keeps."""
         return sum(len(r.kept) for r in self.runs)
 
     @property
     def checkpoints_deleted(self) -> int:
+        """Entries the plan deletes."""
         return sum(len(r.deleted) for r in self.runs)
 
     @property
     def bytes_freed(self) -> int:
+        """Bytes the deletions free (entries whose file is already gone count 0)."""
         return sum(r.bytes_freed for r in self.runs)
 
     @property
     def delete_fraction(self) -> float:
+        """Share of the entries found that the plan deletes (0 when none were found)."""
         found = self.checkpoints_found
         return self.checkpoints_deleted / found if found else 0.0
 
