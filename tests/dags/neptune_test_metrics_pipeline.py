@@ -1,6 +1,7 @@
 """DAG for tests/integration/test_run_metrics_dag.py (run through ``dag.test()``).
 
-create_run -> log_train -> feed_accuracy -> wait_for_accuracy (deferrable) -> stop_run.
+[create_run, train] -> log_train (metrics from train's XCom) -> feed_accuracy ->
+wait_for_accuracy (deferrable) -> stop_run.
 ``feed_accuracy`` plays a trainer that keeps running beside the pipeline: it starts a thread that,
 once the sensor is deferred (seen in the Airflow metadata DB), logs the value the sensor waits for.
 ``dag.test()`` runs tasks one after another in one process and the trigger inline, so the thread is
@@ -58,6 +59,12 @@ def _feed_when_deferred(run_id: str, dag_run_id: str, db_path: str) -> None:
 
 
 @task
+def train() -> dict[str, list[float]]:
+    """Stand-in for training: returns the per-epoch metrics, passed on through XCom."""
+    return TRAIN_METRICS
+
+
+@task
 def feed_accuracy(neptune_run_id: str) -> None:
     """Start the background "trainer" that logs val/acc = 0.93 once the sensor waits in its trigger."""
     dag_run_id = get_current_context()["run_id"]
@@ -74,7 +81,7 @@ def feed_accuracy(neptune_run_id: str) -> None:
 def neptune_test_metrics_pipeline() -> None:
     """Create a run, log, wait (deferred) for a metric fed by another task, stop the run."""
     create_run = NeptuneCreateRunOperator(task_id="create_run", name="metrics-pipeline", tags=["dag-test"])
-    log_train = NeptuneLogMetricsOperator(task_id="log_train", run_id=RUN_ID, metrics=TRAIN_METRICS)
+    log_train = NeptuneLogMetricsOperator(task_id="log_train", run_id=RUN_ID, metrics=train())
     wait = NeptuneMetricSensor(
         task_id=SENSOR_TASK_ID,
         run_id=RUN_ID,
