@@ -1,6 +1,25 @@
 """A Neptune-compatible server for development and tests (the unmodified neptune 1.x client talks to it).
 
-Run it with `python -m airflow_provider_neptune.emulator`, or from Python with `NeptuneEmulator`.
+Run it with `python -m airflow_provider_neptune.emulator` (see --help), from Python with
+`NeptuneEmulator`, or in pytest with the `neptune_emulator` fixtures. What a user should know:
+
+- Serves the backend and leaderboard Swagger documents, client config (multipart upload enabled,
+  threshold --multipart-threshold), the API-token -> OAuth exchange and refresh (at
+  /auth/realms/neptune/...), projects, runs, models and model versions, every field type except
+  artifacts, float/string/image series, files, file sets, the runs table (NQL), trash, and a
+  signal websocket per open run. `neptune sync` of offline data works.
+- sys/state is "running" while a client holds the run (its signal websocket is open, or it pinged
+  within --state-timeout seconds) and "idle" once the client stops (closes the websocket) or goes
+  silent. The client pings every 10 s.
+- A series point whose step is not greater than the last stored step is rejected with the real
+  server's operation error; points without a step get last step + 1. Operations of one request are
+  applied in order in one transaction.
+- Budget and faults apply to /api/* except the Swagger documents: --rate-limit R allows R requests
+  in any sliding 1-second window (429 + Retry-After otherwise, not consuming budget); --fault-rate P
+  fails that share with 500, 503 or a dropped connection (seeded by --seed) before any processing.
+- Control (never throttled or faulted): GET /_emulator/stats, GET|POST /_emulator/faults,
+  POST /_emulator/reset_stats, GET|POST /_emulator/projects, GET /_emulator/health.
+- Run pages: GET /<workspace>/<project>/e/<SYS-ID> (what run.get_url() returns).
 """
 
 from airflow_provider_neptune.emulator.process import EmulatorStartError, NeptuneEmulator
