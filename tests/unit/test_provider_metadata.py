@@ -19,7 +19,8 @@ def test_entry_point_resolves_to_get_provider_info() -> None:
 
 def test_every_listed_module_and_class_imports() -> None:
     info = airflow_provider_neptune.get_provider_info()
-    modules = [m for kind in ("hooks", "operators", "sensors", "triggers") for e in info[kind] for m in e["python-modules"]]
+    kinds = ("hooks", "operators", "sensors", "triggers")
+    modules = [m for kind in kinds for entry in info[kind] for m in entry["python-modules"]]
     for module in modules:
         importlib.import_module(module)
     dotted = [c["hook-class-name"] for c in info["connection-types"]] + info["extra-links"]
@@ -44,22 +45,21 @@ def test_connection_fields_match_hook_settings() -> None:
     assert conn["ui-field-behaviour"]["relabeling"]["password"] == "API token"
 
 
-def test_airflow_cli_lists_provider_and_hook() -> None:
+def _cli_json(*args: str) -> list[dict[str, str]]:
+    """Run an ``airflow`` CLI command with JSON output; the JSON is its last line (logs may precede it)."""
     out = subprocess.run(
-        [sys.executable, "-m", "airflow", "providers", "list", "--output", "json"],
+        [sys.executable, "-m", "airflow", *args, "--output", "json"],
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
     ).stdout
-    names = {p["package_name"] for p in json.loads(out)}
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_airflow_cli_lists_provider_and_hook() -> None:
+    names = {p["package_name"] for p in _cli_json("providers", "list")}
     assert "airflow-provider-neptune" in names
-    hooks = subprocess.run(
-        [sys.executable, "-m", "airflow", "providers", "hooks", "--output", "json"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
-    neptune = [h for h in json.loads(hooks) if h["connection_type"] == "neptune"]
-    assert neptune and neptune[0]["class"].endswith("NeptuneHook")
+    neptune = [h for h in _cli_json("providers", "hooks") if h["connection_type"] == "neptune"]
+    assert len(neptune) == 1
+    assert neptune[0]["class"].endswith("NeptuneHook")
