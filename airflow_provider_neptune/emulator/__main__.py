@@ -106,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="URL clients reach the server at, embedded in the API token and client config "
         "(default: http://<host>:<port>, with 127.0.0.1 for a wildcard host)",
     )
+    parser.add_argument(
+        "--ssl-certfile",
+        type=Path,
+        default=None,
+        metavar="PEM",
+        help="serve HTTPS with this certificate (with --ssl-keyfile); clients of a self-signed one need "
+        "NEPTUNE_ALLOW_SELF_SIGNED_CERTIFICATE=1. Default: plain HTTP",
+    )
+    parser.add_argument(
+        "--ssl-keyfile", type=Path, default=None, metavar="PEM", help="private key for --ssl-certfile"
+    )
     parser.add_argument("--owner", default="emulator", help="username shown as sys/owner (default: emulator)")
     parser.add_argument(
         "--api-key",
@@ -138,11 +149,11 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _display_url(host: str, port: int) -> str:
+def _display_url(host: str, port: int, scheme: str = "http") -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
     if ":" in shown:
         shown = f"[{shown}]"
-    return f"http://{shown}:{port}"
+    return f"{scheme}://{shown}:{port}"
 
 
 async def _serve(server: _Server, sock: socket.socket, lines: list[str], token_file: Path | None) -> None:
@@ -184,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bad:
         print(f"--project must look like workspace/name, got {bad[0]!r}", file=sys.stderr)
         return 2
+    if (args.ssl_certfile is None) != (args.ssl_keyfile is None):
+        print("--ssl-certfile and --ssl-keyfile go together", file=sys.stderr)
+        return 2
+    scheme = "https" if args.ssl_certfile else "http"
     temp_dir = None
     data_dir = args.data_dir
     if data_dir is None:
@@ -203,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         sock.listen(2048)
         port = sock.getsockname()[1]
-        public_url = (args.public_url or _display_url(args.host, port)).rstrip("/")
+        public_url = (args.public_url or _display_url(args.host, port, scheme)).rstrip("/")
         app = EmulatorApp(
             EmulatorConfig(
                 data_dir=data_dir,
@@ -229,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # rarely closed by the server just as the client reuses it.
             timeout_keep_alive=75,
             ws_ping_interval=None,
+            ssl_certfile=str(args.ssl_certfile) if args.ssl_certfile else None,
+            ssl_keyfile=str(args.ssl_keyfile) if args.ssl_keyfile else None,
         )
         server = _Server(config)
         lines = [

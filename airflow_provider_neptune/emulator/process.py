@@ -10,6 +10,7 @@ import json
 import os
 import queue
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,8 @@ class NeptuneEmulator:
         multipart_chunk: int | None = None,
         public_url: str | None = None,
         api_key: str | None = None,
+        ssl_certfile: str | os.PathLike[str] | None = None,
+        ssl_keyfile: str | os.PathLike[str] | None = None,
         startup_timeout: float = 30.0,
         log_level: str = "warning",
         extra_args: Iterable[str] = (),
@@ -67,6 +70,8 @@ class NeptuneEmulator:
         self.multipart_chunk = multipart_chunk
         self.public_url = public_url
         self.api_key = api_key
+        self.ssl_certfile = ssl_certfile
+        self.ssl_keyfile = ssl_keyfile
         self.startup_timeout = startup_timeout
         self.log_level = log_level
         self.extra_args = tuple(extra_args)
@@ -109,6 +114,8 @@ class NeptuneEmulator:
             cmd += ["--public-url", self.public_url]
         if self.api_key is not None:
             cmd += ["--api-key", self.api_key]
+        if self.ssl_certfile is not None and self.ssl_keyfile is not None:
+            cmd += ["--ssl-certfile", str(self.ssl_certfile), "--ssl-keyfile", str(self.ssl_keyfile)]
         cmd += ["--log-level", self.log_level, *self.extra_args]
         return cmd
 
@@ -215,7 +222,12 @@ class NeptuneEmulator:
         request = urllib.request.Request(
             f"{self.url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        context = None
+        if self.ssl_certfile is not None:
+            # Our own (typically self-signed) certificate is the only one to trust.
+            context = ssl.create_default_context(cafile=str(self.ssl_certfile))
+            context.check_hostname = False
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return json.loads(response.read() or b"null")
 
     def stats(self) -> dict[str, Any]:
@@ -260,12 +272,17 @@ class NeptuneEmulator:
         return str(result["project"])
 
     def env(self) -> dict[str, str]:
-        """Environment variables that point a neptune client at this emulator."""
-        return {
+        """Environment variables that point a neptune client at this emulator (plain HTTP needs
+        OAUTHLIB_INSECURE_TRANSPORT; HTTPS with our self-signed certificate needs
+        NEPTUNE_ALLOW_SELF_SIGNED_CERTIFICATE)."""
+        env = {
             "NEPTUNE_API_TOKEN": self.api_token,
             "NEPTUNE_PROJECT": self.project,
             "OAUTHLIB_INSECURE_TRANSPORT": "1",
         }
+        if self.ssl_certfile is not None:
+            env["NEPTUNE_ALLOW_SELF_SIGNED_CERTIFICATE"] = "1"
+        return env
 
     def airflow_conn_json(self, **extra: Any) -> str:
         """JSON for AIRFLOW_CONN_NEPTUNE_DEFAULT (token as password, project in extra)."""

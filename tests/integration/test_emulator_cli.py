@@ -183,3 +183,54 @@ def test_neptune_sync_uploads_offline_runs(
         assert synced["loss"].fetch_values()["value"].tolist() == [0.5, 0.25, 0.125]
         synced["note"].download(str(tmp_path / "note.back"))
     assert (tmp_path / "note.back").read_text() == "written offline"
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+def test_https_with_a_self_signed_certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = _self_signed(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with NeptuneEmulator(ssl_certfile=cert, ssl_keyfile=key) as emulator:
+        assert emulator.url.startswith("https://127.0.0.1:")
+        env = emulator.env()
+        assert env["NEPTUNE_ALLOW_SELF_SIGNED_CERTIFICATE"] == "1"
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("OAUTHLIB_INSECURE_TRANSPORT")
+        with neptune.init_run(mode="sync", **QUIET) as run:
+            run["secure"].extend([1.0, 2.0])
+            assert run["secure"].fetch_values()["value"].tolist() == [1.0, 2.0]
+        assert emulator.stats()["points_total"] == 2
