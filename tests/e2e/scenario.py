@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tests.e2e.stack import AirflowStack, StackError, parse_time
+from tests.e2e.stack import AirflowStack, StackError, parse_time, wait_until
 
 if TYPE_CHECKING:
     from airflow_provider_neptune.emulator import NeptuneEmulator
@@ -100,8 +100,19 @@ class Scenario:
         return run_id
 
     def run_retention(self) -> str:
-        """Run the clean-up for real (not the first-run dry run) on the project's finished runs."""
-        conf = {"dry_run": False, "keep_top_k": self.settings.retention_keep_top_k, "state": ""}
+        """Run the clean-up for real (not the first-run dry run) on the project's finished runs.
+
+        The DAG only looks at inactive runs (its default), so first wait until the emulator no
+        longer counts the freshly stopped training runs as running.
+        """
+        runs = self.created_runs() if TRAINING_DAG in self.dag_runs else []
+        wait_until(
+            lambda: set(runs) <= self.inactive_runs(),
+            timeout=120,
+            interval=2.0,
+            what="the training runs to become inactive",
+        )
+        conf = {"dry_run": False, "keep_top_k": self.settings.retention_keep_top_k}
         run_id = self.stack.run_dag(RETENTION_DAG, conf, timeout=self.settings.dag_timeout)
         self.dag_runs[RETENTION_DAG] = run_id
         return run_id
@@ -167,6 +178,17 @@ class Scenario:
             (ti["task_id"], ti["map_index"]) for ti in tis if ti["task_id"].startswith(UPLOAD_PREFIX)
         )
         return [self.xcom(TRAINING_DAG, task_id, index) for task_id, index in uploads]
+
+    def inactive_runs(self) -> set[str]:
+        """sys/ids of the project's inactive runs, from the runs table (the client cannot fetch sys/state)."""
+        import neptune
+
+        os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
+        logging.getLogger("neptune").setLevel(logging.WARNING)
+        project, token = self.settings.project, self.emulator.api_token
+        with neptune.init_project(project=project, api_token=token, mode="read-only") as handle:
+            table = handle.fetch_runs_table(state="inactive", columns=["sys/id"]).to_pandas()
+        return set(table["sys/id"]) if len(table) else set()
 
     def read_run(self, sys_id: str) -> RunSnapshot:
         """Read a run back with the plain neptune client in read-only mode."""

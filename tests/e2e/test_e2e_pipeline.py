@@ -109,7 +109,12 @@ def test_training_runs_hold_every_logged_point(training: dict[str, Any]) -> None
         assert snap.fields["sys/tags"] == {"example", "logistic-regression"}
 
 
-def test_only_checkpoints_that_passed_the_gate_were_uploaded(training: dict[str, Any]) -> None:
+def test_only_checkpoints_that_passed_the_gate_were_uploaded(
+    scenario: Scenario, training: dict[str, Any]
+) -> None:
+    # What the upload tasks say they sent is what the runs hold.
+    reported = sum(len(upload["uploaded"]) for upload in scenario.uploads())
+    assert reported == sum(len(snap.checkpoints) for snap in training["snapshots"])
     for snap, result in zip(training["snapshots"], training["results"], strict=True):
         slots = result["checkpoints"]
         sent = gate_uploads([slot["score"] for slot in slots], SETTINGS.checkpoint_top_k)
