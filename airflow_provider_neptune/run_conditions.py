@@ -192,7 +192,7 @@ class MetricCondition:
                     f"condition {self.description} can never be met",
                 )
             return Outcome("waiting", f"{where}: {self.path} has no value yet")
-        if self.value_mode != "field" and self.condition != "==" and _as_number(value) is None:
+        if self.condition != "==" and _as_number(value) is None:
             return Outcome("failed", f"{where}: {self.path} holds {value!r}, not a number", value, step)
         if _compare(value, self.condition, self.threshold):
             at = f" at step {step:g}" if step is not None else ""

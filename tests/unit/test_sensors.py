@@ -122,7 +122,9 @@ def test_field_mode_numeric_and_string() -> None:
         _metric(path="status", value_mode="field", condition="==", threshold="done").evaluate(hook).status
         == "met"
     )
-    assert _metric(path="status", value_mode="field").evaluate(hook).status == "waiting"
+    not_a_number = _metric(path="status", value_mode="field").evaluate(hook)
+    assert not_a_number.status == "failed"
+    assert "holds 'done', not a number" in not_a_number.message
 
 
 def test_nan_never_meets() -> None:
