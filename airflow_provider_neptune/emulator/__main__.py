@@ -103,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--public-url",
         default=None,
         metavar="URL",
-        help="URL clients reach the server at, embedded in the API token and client config "
-        "(default: http://<host>:<port>, with 127.0.0.1 for a wildcard host)",
+        help="URL clients reach the server at, embedded in the printed API token (default: "
+        "http://<host>:<port>, with 127.0.0.1 for a wildcard host). Links the server returns (client "
+        "config, token refresh, downloads) always use the address each request came to",
     )
     parser.add_argument(
         "--ssl-certfile",
@@ -229,7 +230,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 state_timeout=args.state_timeout,
                 multipart_threshold=args.multipart_threshold,
                 multipart_chunk=args.multipart_chunk,
-                public_url=args.public_url,
                 owner=args.owner,
                 api_key=args.api_key,
             )

@@ -98,7 +98,6 @@ class ApiSettings:
     state_timeout: float = 20.0
     multipart_threshold: int = 5 * 1024 * 1024
     multipart_chunk: int = 5 * 1024 * 1024
-    public_url: str | None = None
 
 
 def _not_found(what: str, error_type: str = "") -> EmulatorError:
@@ -113,9 +112,14 @@ class NeptuneApi:
         self.settings = settings
 
     # ----- helpers ------------------------------------------------------------------------------
-    def app_url(self, call: Call) -> str:
-        """Base URL clients should use (the public URL when configured)."""
-        return (self.settings.public_url or call.base_url).rstrip("/")
+    @staticmethod
+    def app_url(call: Call) -> str:
+        """Base URL for links the client follows: the address this client reached us at.
+
+        Echoing the request's Host (rather than --public-url) lets clients inside and outside a
+        container network use the same server, each through its own address.
+        """
+        return call.base_url.rstrip("/")
 
     def _run(self, identifier: str | None) -> RunRow:
         run = self.storage.find_run(identifier or "")

@@ -55,7 +55,6 @@ class EmulatorConfig:
     state_timeout: float = 20.0
     multipart_threshold: int = 5 * 1024 * 1024
     multipart_chunk: int = 5 * 1024 * 1024
-    public_url: str | None = None
     owner: str = "emulator"
     api_key: str | None = None
 
@@ -95,7 +94,6 @@ class EmulatorApp:
                 state_timeout=config.state_timeout,
                 multipart_threshold=config.multipart_threshold,
                 multipart_chunk=config.multipart_chunk,
-                public_url=config.public_url,
             ),
         )
         self.routes: dict[tuple[str, str], RouteSpec] = {(r.method, r.path): r for r in ROUTES}
@@ -258,7 +256,7 @@ class EmulatorApp:
         return response
 
     def _issuer_url(self, request: Request) -> str:
-        base = (self.config.public_url or str(request.base_url)).rstrip("/")
+        base = str(request.base_url).rstrip("/")
         return f"{base}{OAUTH_REALM_PATH}"
 
     async def _oauth_token_form(self, request: Request) -> dict[str, str]:

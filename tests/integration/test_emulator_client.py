@@ -336,3 +336,17 @@ def test_management_project_fields_and_model_registry(emulator: NeptuneEmulator,
         ]
     with neptune.init_project(project=fresh_project, mode="read-only") as project:
         assert [r["sys/id"].get() for r in project.fetch_models_table().to_rows()] == [model_id]
+
+
+def test_links_follow_the_address_the_client_used(
+    emulator: NeptuneEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_neptune.emulator.auth import api_key_of, make_api_token
+
+    other_address = emulator.url.replace("127.0.0.1", "localhost")
+    key = api_key_of(emulator.api_token)
+    assert key is not None
+    monkeypatch.setenv("NEPTUNE_API_TOKEN", make_api_token(other_address, key))
+    with neptune.init_run(mode="sync", **QUIET) as run:
+        run["x"] = 1
+        assert run.get_url().startswith(f"{other_address}/{emulator.project}/e/")
