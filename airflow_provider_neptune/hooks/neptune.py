@@ -457,32 +457,58 @@ class NeptuneHook(BaseHook):
         return 60.0 + 2.0 * math.ceil(points / 100) / max(rate, 1.0)
 
     def _last_steps_on(self, run: Any, paths: Iterable[str]) -> dict[str, float | None]:
-        """Last step per float series, read from the server through a run handle (None: no points)."""
+        """Last step per float series, read from the server through a run handle (None: no points).
+
+        One request for all series: the run's attribute list carries ``floatSeriesProperties.lastStep``.
+        A series without it there (an older server) is read point-wise: its count, then its last point.
+        """
+        from neptune.common.backends.utils import with_api_exceptions_handler
+        from neptune.internal.backends.hosted_client import DEFAULT_REQUEST_KWARGS
+
+        wanted = list(paths)
+        result: dict[str, float | None] = {}
+        if not wanted:
+            return result
+
+        @with_api_exceptions_handler
+        def attributes() -> Any:
+            api = run._backend.leaderboard_client.api
+            return (
+                api.getExperimentAttributes(experimentId=run._id, **DEFAULT_REQUEST_KWARGS).response().result
+            )
+
+        with self._translate_errors("Reading series from Neptune"):
+            listed = {a.name: a for a in (getattr(attributes(), "attributes", None) or [])}
+            for path in wanted:
+                attribute = listed.get(path)
+                if attribute is None or getattr(attribute, "type", None) != "floatSeries":
+                    result[path] = None
+                    continue
+                properties = getattr(attribute, "floatSeriesProperties", None)
+                last_step = getattr(properties, "lastStep", None) if properties is not None else None
+                result[path] = (
+                    float(last_step) if last_step is not None else self._last_step_by_points(run, path)
+                )
+        return result
+
+    def _last_step_by_points(self, run: Any, path: str) -> float | None:
+        """The last step of one series from its points (two small reads)."""
         from neptune.exceptions import FetchAttributeNotFoundException
         from neptune.internal.container_type import ContainerType
         from neptune.internal.utils.paths import parse_path
 
-        result: dict[str, float | None] = {}
-        with self._translate_errors("Reading series from Neptune"):
-            for path in paths:
-                parsed = parse_path(path)
-                try:
-                    head = run._backend.get_float_series_values(run._id, ContainerType.RUN, parsed, 0, 1)
-                    total = int(head.totalItemCount)
-                    if total == 0:
-                        result[path] = None
-                        continue
-                    if total == 1:
-                        point = head.values[0]
-                    else:
-                        tail = run._backend.get_float_series_values(
-                            run._id, ContainerType.RUN, parsed, total - 1, 1
-                        )
-                        point = tail.values[-1]
-                    result[path] = float(point.step)
-                except FetchAttributeNotFoundException:
-                    result[path] = None
-        return result
+        parsed = parse_path(path)
+        try:
+            head = run._backend.get_float_series_values(run._id, ContainerType.RUN, parsed, 0, 1)
+            total = int(head.totalItemCount)
+            if total == 0:
+                return None
+            if total == 1:
+                return float(head.values[0].step)
+            tail = run._backend.get_float_series_values(run._id, ContainerType.RUN, parsed, total - 1, 1)
+            return float(tail.values[-1].step)
+        except FetchAttributeNotFoundException:
+            return None
 
     def last_steps(self, run_id: str, paths: Iterable[str]) -> dict[str, float | None]:
         """The server's last step of each float series (None when the series has no points)."""
