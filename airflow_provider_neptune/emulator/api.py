@@ -7,9 +7,11 @@ as `EmulatorError` and turned into Neptune-style JSON error bodies by the app.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -22,6 +24,7 @@ from airflow_provider_neptune.emulator.fields import attribute_dto, merged_field
 from airflow_provider_neptune.emulator.storage import (
     Attr,
     EmulatorError,
+    MetadataError,
     ProjectRow,
     RunRow,
     Storage,
@@ -98,6 +101,19 @@ class ApiSettings:
     state_timeout: float = 20.0
     multipart_threshold: int = 5 * 1024 * 1024
     multipart_chunk: int = 5 * 1024 * 1024
+
+
+def _reports_metadata_errors(handler: Callable[..., Response]) -> Callable[..., Response]:
+    """Answer a refused upload with 200 and an `errors` list (the client logs it and drops the file)."""
+
+    @functools.wraps(handler)
+    def wrapper(self: Any, call: Call, *args: Any) -> Response:
+        try:
+            return handler(self, call, *args)
+        except MetadataError as exc:
+            return JSONResponse({"errors": [{"errorDescription": exc.message}], "uploadId": None})
+
+    return wrapper
 
 
 def _not_found(what: str, error_type: str = "") -> EmulatorError:
@@ -426,19 +442,21 @@ class NeptuneApi:
         return Response(data, media_type="application/zip", headers=self._disposition(name))
 
     @staticmethod
-    def _ok() -> Response:
-        return JSONResponse({"errors": []})
+    def _ok(errors: list[str] | None = None) -> Response:
+        return JSONResponse({"errors": [{"errorDescription": e} for e in errors or []]})
 
     def _upload_run(self, call: Call) -> tuple[RunRow, str]:
         run = self._run(call.arg("experimentIdentifier") or call.arg("experimentId"))
         return run, call.need("attribute")
 
+    @_reports_metadata_errors
     def fileAtomUpload(self, call: Call) -> Response:
         run, path = self._upload_run(call)
         self.storage.set_file(run, path, call.arg("ext") or "", call.body)
         call.counters["bytes_uploaded_total"] += len(call.body)
         return self._ok()
 
+    @_reports_metadata_errors
     def fileSetFileUpload(self, call: Call) -> Response:
         run, path = self._upload_run(call)
         sub = normalize_sub_path(call.need("subPath"))
@@ -448,6 +466,7 @@ class NeptuneApi:
         call.counters["bytes_uploaded_total"] += len(call.body)
         return self._ok()
 
+    @_reports_metadata_errors
     def uploadFileSetAttributeTar(self, call: Call) -> Response:
         run, path = self._upload_run(call)
         reset = (call.arg("reset") or "false").lower() == "true"
@@ -455,6 +474,7 @@ class NeptuneApi:
         call.counters["bytes_uploaded_total"] += len(call.body)
         return self._ok()
 
+    @_reports_metadata_errors
     def _start(self, call: Call, target: str) -> Response:
         run, path = self._upload_run(call)
         total = call.int_arg("totalLength", -1)
@@ -478,6 +498,7 @@ class NeptuneApi:
         call.counters["bytes_uploaded_total"] += len(call.body)
         return self._ok()
 
+    @_reports_metadata_errors
     def _finish(self, call: Call) -> Response:
         self.storage.finish_upload(call.need("uploadId"))
         return self._ok()

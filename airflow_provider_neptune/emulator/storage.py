@@ -85,6 +85,17 @@ class EmulatorError(Exception):
         self.error_type = error_type
 
 
+class MetadataError(EmulatorError):
+    """A write the data model refuses (type clash, read-only field, bad path).
+
+    Upload endpoints report it in their `errors` list with status 200, as the real server does, so
+    the client logs it and drops the data instead of treating it as a failed request.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(400, message, "METADATA_INCONSISTENCY")
+
+
 @dataclass(frozen=True)
 class ProjectRow:
     """A project: UUID, workspace, name and the key that prefixes short ids (SAN-12)."""
@@ -552,7 +563,7 @@ class Storage:
                 db.execute("UPDATE runs SET modified_ms=? WHERE id=?", (now_ms(), run.id))
         except _OpError as exc:
             self._drop_blobs([blob])
-            raise EmulatorError(400, str(exc)) from exc
+            raise MetadataError(str(exc)) from exc
         self._drop_blobs(old)
 
     def add_fileset_files(self, run: RunRow, path: str, files: dict[str, bytes], reset: bool) -> None:
@@ -586,7 +597,7 @@ class Storage:
                 db.execute("UPDATE runs SET modified_ms=? WHERE id=?", (ts, run.id))
         except _OpError as exc:
             self._drop_blobs(list(stored.values()))
-            raise EmulatorError(400, str(exc)) from exc
+            raise MetadataError(str(exc)) from exc
         self._drop_blobs(old)
 
     def add_fileset_tar(self, run: RunRow, path: str, data: bytes, reset: bool) -> None:
@@ -608,9 +619,9 @@ class Storage:
     @staticmethod
     def _check_writable(path: str) -> None:
         if not _valid_path(path):
-            raise EmulatorError(400, f"Invalid attribute path {path!r}")
+            raise MetadataError(f"Invalid attribute path {path!r}")
         if path in READ_ONLY_SYS:
-            raise EmulatorError(400, f"Attribute {path} is read-only")
+            raise MetadataError(f"Attribute {path} is read-only")
 
     # ----- multipart uploads --------------------------------------------------------------------
     def start_upload(

@@ -153,6 +153,11 @@ def test_faulted_and_failed_requests_change_nothing(app: EmulatorApp, client: Te
     assert stats["operations_total"] == 0
     ok = client.post(f"{LB}/attributes/operations?experimentId={run_id}", json=ops, headers=headers)
     assert ok.json() == []
+    # An upload the data model refuses is reported in the body (status 200), not as a failed request.
+    upload = f"{LB}/attributes/storage/file/upload?experimentIdentifier={run_id}&attribute=x&ext=bin"
+    refused = client.post(upload, content=b"data", headers=headers)
+    assert refused.status_code == 200
+    assert "type float" in refused.json()["errors"][0]["errorDescription"]
     assert app.storage.attribute(run_id, "x") is not None
     assert client.get("/_emulator/stats").json()["operations_total"] == 1
 
