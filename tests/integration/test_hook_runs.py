@@ -109,6 +109,9 @@ def test_log_metrics_delivers_and_resumes_without_duplicates(neptune_hook_factor
         "eval/acc": 5.0,
         "missing/series": None,
     }
+    with hook.get_run(run_id, mode="read-only") as reader:  # the fallback for servers without lastStep
+        assert hook._last_step_by_points(reader, "train/loss") == 22.0
+        assert hook._last_step_by_points(reader, "missing/series") is None
     assert hook.fetch_field(run_id, "train/loss") == loss[-1]
     assert hook.counters["points"] >= 17
 
