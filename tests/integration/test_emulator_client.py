@@ -270,6 +270,8 @@ def test_unknown_project_and_bad_token_fail_like_the_real_server(
 ) -> None:
     with pytest.raises(NeptuneException, match="couldn't find project"):
         neptune.init_run(project="nobody/nothing", mode="sync", **QUIET)
+    with pytest.raises(NeptuneException, match="No existing Run was found"):
+        neptune.init_run(with_id="SAN-999999", mode="read-only")
     import base64
 
     payload = {"api_address": emulator.url, "api_url": emulator.url, "api_key": "wrong"}
