@@ -188,6 +188,9 @@ class NeptuneEmulator:
         else:
             code = proc.returncode
         self._cleanup()
+        if code == 0 and self.log_path is not None:
+            # A clean exit leaves nothing worth reading; failures keep their log for debugging.
+            self.log_path.unlink(missing_ok=True)
         return code
 
     def _cleanup(self) -> None:
@@ -197,6 +200,10 @@ class NeptuneEmulator:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"NeptuneEmulator(url={self.url!r}, project={self.project!r}, {state})"
 
     @property
     def running(self) -> bool:
