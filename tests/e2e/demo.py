@@ -69,9 +69,13 @@ def _ok(flag: bool) -> str:
     return "ok" if flag else "FAILED"
 
 
-def report(scenario: Scenario, snapshots: list[RunSnapshot], seconds: float) -> tuple[str, bool]:
-    """The demo's report, built from the emulator's stats and the runs read back; and whether it adds up."""
-    stats = scenario.emulator.stats()
+def report(
+    scenario: Scenario, stats: dict[str, Any], snapshots: list[RunSnapshot], seconds: float
+) -> tuple[str, bool]:
+    """The demo's report, built from the emulator's stats and the runs read back; and whether it adds up.
+
+    ``stats`` are taken when the DAG runs ended, before the read-back (which is not Airflow's traffic).
+    """
     log_summaries = [scenario.xcom(TRAINING_DAG, LOG_TASK, index) for index in range(len(snapshots))]
     retention: dict[str, Any] = scenario.xcom(RETENTION_DAG, RETENTION_TASK)
     points_read = sum(snap.points for snap in snapshots)
@@ -103,7 +107,7 @@ def report(scenario: Scenario, snapshots: list[RunSnapshot], seconds: float) -> 
     lines += [
         f"Points logged:    {points_read} read back from the emulator "
         f"({points_sent} sent by the log tasks: {_ok(points_read == points_sent)})",
-        f"Requests:         {stats['requests_total']} served by the emulator (its limit "
+        f"Requests:         {stats['requests_total']} served by the emulator during the DAG runs (its limit "
         f"{settings.emulator_rate_limit} req/s; the connection's budget {settings.budget_per_second} req/s)",
         f"HTTP 429s:        {stats['throttled_total']}",
         f"Injected faults:  {stats.get('faults_injected_total', 0)}",
@@ -116,8 +120,11 @@ def report(scenario: Scenario, snapshots: list[RunSnapshot], seconds: float) -> 
         "Where to look:",
         f"  Airflow home:        {stack.home} (task logs in logs/, component logs in component-logs/)",
         f"  Emulator data:       {scenario.home / 'emulator'}",
-        "  Browse it again:     python -m airflow_provider_neptune.emulator --port 5050 --data-dir "
-        f"{scenario.home / 'emulator'}  (then open http://127.0.0.1:5050/)",
+        "  Browse the runs:     python -m airflow_provider_neptune.emulator --port 5050 --data-dir "
+        f"{scenario.home / 'emulator'}",
+        "                       then open http://127.0.0.1:5050/ (runs: "
+        + ", ".join(f"/{settings.project}/e/{snap.sys_id}" for snap in snapshots)
+        + ")",
         f"  Training output:     {scenario.training_output}",
     ]
     return "\n".join(lines), consistent
@@ -154,8 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             ):
                 print(f"Running the {label} ...", flush=True)
                 step()
+            stats = scenario.emulator.stats()
+            seconds = time.monotonic() - started
             snapshots = [scenario.read_run(run) for run in scenario.created_runs()]
-            text, consistent = report(scenario, snapshots, time.monotonic() - started)
+            text, consistent = report(scenario, stats, snapshots, seconds)
             print("\n" + text, flush=True)
             if args.keep_running:
                 print("\nAirflow and the emulator keep running; Ctrl-C stops them.", flush=True)
