@@ -20,7 +20,9 @@ from urllib.parse import quote
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from airflow_provider_neptune.emulator import nql
+from airflow_provider_neptune.emulator.clock import iso_ms
 from airflow_provider_neptune.emulator.fields import attribute_dto, merged_fields, plain_value, properties
+from airflow_provider_neptune.emulator.operations import normalize_sub_path
 from airflow_provider_neptune.emulator.storage import (
     Attr,
     EmulatorError,
@@ -28,8 +30,6 @@ from airflow_provider_neptune.emulator.storage import (
     ProjectRow,
     RunRow,
     Storage,
-    iso_ms,
-    normalize_sub_path,
 )
 
 MIN_CLIENT_VERSION = "1.0.0"

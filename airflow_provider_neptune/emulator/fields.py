@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from airflow_provider_neptune.emulator.storage import Attr, RunRow, iso_ms
+from airflow_provider_neptune.emulator.clock import iso_ms
+from airflow_provider_neptune.emulator.storage import Attr, RunRow
 
 PROPERTY_KEY = {
     "float": "floatProperties",

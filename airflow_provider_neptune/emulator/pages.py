@@ -8,7 +8,8 @@ from __future__ import annotations
 from html import escape
 from typing import TYPE_CHECKING
 
-from airflow_provider_neptune.emulator.storage import RunRow, Storage, iso_ms
+from airflow_provider_neptune.emulator.clock import iso_ms
+from airflow_provider_neptune.emulator.storage import RunRow, Storage
 
 if TYPE_CHECKING:
     from airflow_provider_neptune.emulator.api import NeptuneApi

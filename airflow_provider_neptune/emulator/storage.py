@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import re
 import secrets
 import shutil
 import sqlite3
 import tarfile
 import threading
-import time
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -24,6 +22,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from airflow_provider_neptune.emulator.clock import now_ms
+from airflow_provider_neptune.emulator.operations import (
+    READ_ONLY_SYS,
+    OperationError,
+    StoredButRejected,
+    apply_operation,
+    blobs_of,
+    check_type,
+    normalize_sub_path,
+    valid_path,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,28 +61,6 @@ CREATE TABLE IF NOT EXISTS uploads (
 CREATE TABLE IF NOT EXISTS downloads (
     id TEXT PRIMARY KEY, run_id TEXT NOT NULL, path TEXT NOT NULL, created_ms INTEGER NOT NULL);
 """
-
-# sys/* fields the server owns: writes to them are rejected like on a real server.
-READ_ONLY_SYS = frozenset(
-    {
-        "sys/id",
-        "sys/state",
-        "sys/owner",
-        "sys/creation_time",
-        "sys/modification_time",
-        "sys/ping_time",
-        "sys/running_time",
-        "sys/monitoring_time",
-        "sys/size",
-        "sys/trashed",
-        "sys/custom_run_id",
-        "sys/model_id",
-        "sys/group_tags",
-    }
-)
-SERIES_TYPES = ("floatSeries", "stringSeries", "imageSeries")
-STRING_SERIES_MAX = 1000
-STRING_MAX = 16384
 
 
 class EmulatorError(Exception):
@@ -139,17 +127,6 @@ class Attr:
     value: dict[str, Any]
 
 
-def now_ms() -> int:
-    """Current wall-clock time in milliseconds."""
-    return int(time.time() * 1000)
-
-
-def iso_ms(ms: int) -> str:
-    """Milliseconds since the epoch as the ISO-8601 UTC text Neptune uses (2024-01-02T03:04:05.678Z)."""
-    secs, rest = divmod(int(ms), 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{rest:03d}Z"
-
-
 def project_key_for(name: str, taken: set[str]) -> str:
     """A short upper-case key for a project name (sandbox -> SAN), unique among `taken`."""
     letters = re.sub(r"[^A-Za-z0-9]", "", name).upper() or "PRJ"
@@ -160,10 +137,6 @@ def project_key_for(name: str, taken: set[str]) -> str:
         key = f"{base}{n}"
         n += 1
     return key
-
-
-def _valid_path(path: Any) -> bool:
-    return isinstance(path, str) and path != "" and all(part for part in path.split("/"))
 
 
 class Storage:
@@ -394,7 +367,7 @@ class Storage:
         blobs: list[str] = []
         with self._tx() as db:
             for rid in run_ids:
-                blobs += self._blobs_of(db, rid, None)
+                blobs += blobs_of(db, rid, None)
                 for table in ("attrs", "points", "filesets", "uploads", "downloads"):
                     db.execute(f"DELETE FROM {table} WHERE run_id=?", (rid,))
                 db.execute("DELETE FROM runs WHERE id=? OR parent_id=?", (rid, rid))
@@ -503,13 +476,13 @@ class Storage:
         with self._tx() as db:
             for op in operations:
                 try:
-                    points += _apply(db, run.id, op, dropped)
+                    points += apply_operation(db, run.id, op, dropped)
                     applied += 1
-                except _StoredButRejected as exc:
+                except StoredButRejected as exc:
                     points += exc.stored
                     applied += 1
                     errors.append(str(exc))
-                except _OpError as exc:
+                except OperationError as exc:
                     errors.append(str(exc))
             if applied:
                 db.execute("UPDATE runs SET modified_ms=? WHERE id=?", (now_ms(), run.id))
@@ -528,23 +501,6 @@ class Storage:
         for blob in blobs:
             (self.blobs / blob).unlink(missing_ok=True)
 
-    @staticmethod
-    def _blobs_of(db: sqlite3.Connection, run_id: str, path: str | None) -> list[str]:
-        blobs: list[str] = []
-        if path is None:
-            rows = db.execute("SELECT value FROM attrs WHERE run_id=? AND type='file'", (run_id,)).fetchall()
-            files = db.execute("SELECT blob FROM filesets WHERE run_id=?", (run_id,)).fetchall()
-        else:
-            rows = db.execute(
-                "SELECT value FROM attrs WHERE run_id=? AND path=? AND type='file'", (run_id, path)
-            ).fetchall()
-            files = db.execute(
-                "SELECT blob FROM filesets WHERE run_id=? AND path=?", (run_id, path)
-            ).fetchall()
-        blobs += [json.loads(r["value"])["blob"] for r in rows]
-        blobs += [r["blob"] for r in files]
-        return blobs
-
     def set_file(self, run: RunRow, path: str, ext: str, data: bytes) -> None:
         """Store a File field's content (replacing an older one)."""
         self._check_writable(path)
@@ -554,14 +510,14 @@ class Storage:
         old: list[str] = []
         try:
             with self._tx() as db:
-                _check_type(db, run.id, path, "file")
-                old = self._blobs_of(db, run.id, path)
+                check_type(db, run.id, path, "file")
+                old = blobs_of(db, run.id, path)
                 db.execute(
                     "INSERT OR REPLACE INTO attrs (run_id, path, type, value) VALUES (?, ?, 'file', ?)",
                     (run.id, path, json.dumps(value)),
                 )
                 db.execute("UPDATE runs SET modified_ms=? WHERE id=?", (now_ms(), run.id))
-        except _OpError as exc:
+        except OperationError as exc:
             self._drop_blobs([blob])
             raise MetadataError(str(exc)) from exc
         self._drop_blobs(old)
@@ -573,13 +529,13 @@ class Storage:
         old: list[str] = []
         try:
             with self._tx() as db:
-                _check_type(db, run.id, path, "fileSet")
+                check_type(db, run.id, path, "fileSet")
                 db.execute(
                     "INSERT OR IGNORE INTO attrs (run_id, path, type, value) VALUES (?, ?, 'fileSet', '{}')",
                     (run.id, path),
                 )
                 if reset:
-                    old += self._blobs_of(db, run.id, path)
+                    old += blobs_of(db, run.id, path)
                     db.execute("DELETE FROM filesets WHERE run_id=? AND path=?", (run.id, path))
                 ts = now_ms()
                 for sub, blob in stored.items():
@@ -595,7 +551,7 @@ class Storage:
                         (run.id, path, sub, blob, len(files[sub]), ts),
                     )
                 db.execute("UPDATE runs SET modified_ms=? WHERE id=?", (ts, run.id))
-        except _OpError as exc:
+        except OperationError as exc:
             self._drop_blobs(list(stored.values()))
             raise MetadataError(str(exc)) from exc
         self._drop_blobs(old)
@@ -618,7 +574,7 @@ class Storage:
 
     @staticmethod
     def _check_writable(path: str) -> None:
-        if not _valid_path(path):
+        if not valid_path(path):
             raise MetadataError(f"Invalid attribute path {path!r}")
         if path in READ_ONLY_SYS:
             raise MetadataError(f"Attribute {path} is read-only")
@@ -696,229 +652,3 @@ class Storage:
             for entry in self.fileset_entries(run_id, path):
                 archive.writestr(entry["sub_path"], self.blob_path(entry["blob"]).read_bytes())
         return buf.getvalue()
-
-
-def normalize_sub_path(name: str) -> str:
-    """A file-set member path without leading ./ or /, with no .. parts."""
-    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        return ""
-    return "/".join(parts)
-
-
-class _OpError(Exception):
-    """One rejected operation (reported in the executeOperations response)."""
-
-
-def _get(db: sqlite3.Connection, run_id: str, path: str) -> tuple[str, dict[str, Any]] | None:
-    row = db.execute("SELECT type, value FROM attrs WHERE run_id=? AND path=?", (run_id, path)).fetchone()
-    return (row["type"], json.loads(row["value"])) if row else None
-
-
-def _put(db: sqlite3.Connection, run_id: str, path: str, kind: str, value: dict[str, Any]) -> None:
-    db.execute(
-        "INSERT OR REPLACE INTO attrs (run_id, path, type, value) VALUES (?, ?, ?, ?)",
-        (run_id, path, kind, json.dumps(value)),
-    )
-
-
-def _check_type(db: sqlite3.Connection, run_id: str, path: str, kind: str) -> dict[str, Any] | None:
-    """Refuse writes that clash with the field's type or with the namespace tree; return current state."""
-    current = _get(db, run_id, path)
-    if current is not None:
-        if current[0] != kind:
-            raise _OpError(
-                f"Cannot perform operation on attribute {path} of type {current[0]} (expected {kind})"
-            )
-        return current[1]
-    parts = path.split("/")
-    for i in range(1, len(parts)):
-        prefix = "/".join(parts[:i])
-        if db.execute("SELECT 1 FROM attrs WHERE run_id=? AND path=?", (run_id, prefix)).fetchone():
-            raise _OpError(f"Cannot create attribute {path}: {prefix} is a field, not a namespace")
-    if db.execute(
-        "SELECT 1 FROM attrs WHERE run_id=? AND substr(path, 1, ?)=? LIMIT 1",
-        (run_id, len(path) + 1, path + "/"),
-    ).fetchone():
-        raise _OpError(f"Cannot create attribute {path}: it is a namespace")
-    return None
-
-
-def _number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _OpError(f"{what} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise _OpError(f"{what} must be finite: NaN and Inf are not supported, got {value!r}")
-    return float(value)
-
-
-def _apply(db: sqlite3.Connection, run_id: str, op: Any, dropped: list[str]) -> int:
-    """Apply one operation; returns the number of series points it stored."""
-    if not isinstance(op, dict):
-        raise _OpError(f"Malformed operation {op!r}")
-    path = op.get("path")
-    names = [k for k in op if k != "path"]
-    if len(names) != 1:
-        raise _OpError(f"Malformed operation on {path!r}: expected exactly one operation, got {names}")
-    name = names[0]
-    body = op[name] if isinstance(op[name], dict) else {}
-    if not _valid_path(path):
-        raise _OpError(f"Invalid attribute path {path!r}")
-    assert isinstance(path, str)
-    if path in READ_ONLY_SYS:
-        raise _OpError(f"Attribute {path} is read-only")
-
-    assigns = {
-        "assignFloat": "float",
-        "assignInt": "int",
-        "assignBool": "bool",
-        "assignString": "string",
-        "assignDatetime": "datetime",
-    }
-    if name in assigns:
-        kind = assigns[name]
-        _check_type(db, run_id, path, kind)
-        if kind == "datetime":
-            value: Any = int(_number(body.get("valueMilliseconds"), "valueMilliseconds"))
-        else:
-            value = body.get("value")
-            if kind == "float":
-                value = _number(value, "value")
-            elif kind == "int":
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise _OpError(f"value must be an integer, got {value!r}")
-            elif kind == "bool":
-                if not isinstance(value, bool):
-                    raise _OpError(f"value must be a boolean, got {value!r}")
-            elif not isinstance(value, str):
-                raise _OpError(f"value must be a string, got {value!r}")
-            else:
-                value = value[:STRING_MAX]
-        _put(db, run_id, path, kind, {"v": value})
-        return 0
-
-    series = {"logFloats": "floatSeries", "logStrings": "stringSeries", "logImages": "imageSeries"}
-    if name in series:
-        return _log(db, run_id, path, series[name], body.get("entries") or [])
-
-    clears = {
-        "clearFloatSeries": "floatSeries",
-        "clearStringSeries": "stringSeries",
-        "clearImageSeries": "imageSeries",
-    }
-    if name in clears:
-        state = _check_type(db, run_id, path, clears[name]) or {}
-        db.execute("DELETE FROM points WHERE run_id=? AND path=?", (run_id, path))
-        keep = {k: state[k] for k in ("config",) if k in state}
-        _put(db, run_id, path, clears[name], keep)
-        return 0
-
-    if name == "configFloatSeries":
-        state = _check_type(db, run_id, path, "floatSeries") or {}
-        state["config"] = {k: body.get(k) for k in ("min", "max", "unit")}
-        _put(db, run_id, path, "floatSeries", state)
-        return 0
-
-    if name in ("insertStrings", "addStrings", "removeStrings", "clearStringSet"):
-        state = _check_type(db, run_id, path, "stringSet") or {"v": []}
-        values = set(state.get("v", []))
-        incoming = body.get("values") or []
-        if not all(isinstance(v, str) for v in incoming):
-            raise _OpError("string set values must be strings")
-        if name == "removeStrings":
-            values -= set(incoming)
-        elif name == "clearStringSet":
-            values = set()
-        else:
-            values |= set(incoming)
-        _put(db, run_id, path, "stringSet", {"v": sorted(values)})
-        return 0
-
-    if name == "deleteAttribute":
-        dropped += Storage._blobs_of(db, run_id, path)
-        db.execute("DELETE FROM attrs WHERE run_id=? AND path=?", (run_id, path))
-        db.execute("DELETE FROM points WHERE run_id=? AND path=?", (run_id, path))
-        db.execute("DELETE FROM filesets WHERE run_id=? AND path=?", (run_id, path))
-        return 0
-
-    if name == "deleteFiles":
-        current = _get(db, run_id, path)
-        if current is None:
-            return 0
-        if current[0] != "fileSet":
-            raise _OpError(f"Cannot delete files from attribute {path} of type {current[0]}")
-        for raw in body.get("filePaths") or []:
-            sub = normalize_sub_path(str(raw))
-            rows = db.execute(
-                "SELECT sub_path, blob FROM filesets WHERE run_id=? AND path=?"
-                " AND (?='' OR sub_path=? OR substr(sub_path, 1, ?)=?)",
-                (run_id, path, sub, sub, len(sub) + 1, sub + "/"),
-            ).fetchall()
-            for row in rows:
-                dropped.append(row["blob"])
-                db.execute(
-                    "DELETE FROM filesets WHERE run_id=? AND path=? AND sub_path=?",
-                    (run_id, path, row["sub_path"]),
-                )
-        return 0
-
-    if name in ("assignArtifact", "clearArtifact", "trackFilesToArtifact"):
-        raise _OpError(f"{name}: artifacts are not supported by the Neptune emulator")
-    raise _OpError(f"Unsupported operation {name} on {path}")
-
-
-def _log(db: sqlite3.Connection, run_id: str, path: str, kind: str, entries: list[Any]) -> int:
-    state = _check_type(db, run_id, path, kind) or {}
-    last_step = state.get("lastStep")
-    count = int(state.get("count", 0))
-    stored = 0
-    first_bad: float | None = None
-    for entry in entries:
-        if not isinstance(entry, dict):
-            raise _OpError(f"Malformed series entry {entry!r}")
-        step_raw = entry.get("step")
-        step = (0.0 if last_step is None else float(last_step) + 1.0) if step_raw is None else float(step_raw)
-        if last_step is not None and step <= float(last_step):
-            if first_bad is None:
-                first_bad = step
-            continue
-        raw = entry.get("value")
-        if kind == "floatSeries":
-            value: Any = _number(raw, "value")
-            state["min"] = value if state.get("min") is None else min(state["min"], value)
-            state["max"] = value if state.get("max") is None else max(state["max"], value)
-            state["sum"] = float(state.get("sum", 0.0)) + value
-        elif kind == "stringSeries":
-            if not isinstance(raw, str):
-                raise _OpError(f"value must be a string, got {raw!r}")
-            value = raw[:STRING_SERIES_MAX]
-        else:
-            value = json.dumps(raw)
-        ts = int(entry.get("timestampMilliseconds") or now_ms())
-        db.execute(
-            "INSERT INTO points (run_id, path, idx, step, value, ts_ms) VALUES (?, ?, ?, ?, ?, ?)",
-            (run_id, path, count, step, value, ts),
-        )
-        count += 1
-        stored += 1
-        last_step = step
-        state["last"] = value if kind != "imageSeries" else None
-        state["lastStep"] = step
-    state["count"] = count
-    _put(db, run_id, path, kind, state)
-    if first_bad is not None:
-        # The valid points of this operation are kept; the rejected ones are reported.
-        raise _StoredButRejected(
-            f"X-coordinates (step) must be strictly increasing for series attribute: {path}. "
-            f"Invalid point: {first_bad}",
-            stored,
-        )
-    return stored
-
-
-class _StoredButRejected(_OpError):
-    """Some points were stored, others rejected for their step."""
-
-    def __init__(self, message: str, stored: int) -> None:
-        super().__init__(message)
-        self.stored = stored

@@ -1,0 +1,283 @@
+"""Applying executeOperations to the emulator's SQLite tables, with the real server's rules.
+
+Assignments, series points (steps must strictly increase; a missing step is last + 1), string
+sets, deletions and file-set file removal; each rejected operation yields an error text for the
+response instead of failing the request.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from typing import Any
+
+from airflow_provider_neptune.emulator.clock import now_ms
+
+# sys/* fields the server owns: writes to them are rejected like on a real server.
+READ_ONLY_SYS = frozenset(
+    {
+        "sys/id",
+        "sys/state",
+        "sys/owner",
+        "sys/creation_time",
+        "sys/modification_time",
+        "sys/ping_time",
+        "sys/running_time",
+        "sys/monitoring_time",
+        "sys/size",
+        "sys/trashed",
+        "sys/custom_run_id",
+        "sys/model_id",
+        "sys/group_tags",
+    }
+)
+STRING_SERIES_MAX = 1000
+STRING_MAX = 16384
+
+
+def valid_path(path: Any) -> bool:
+    """A non-empty a/b/c path without empty segments."""
+    return isinstance(path, str) and path != "" and all(part for part in path.split("/"))
+
+
+def blobs_of(db: sqlite3.Connection, run_id: str, path: str | None) -> list[str]:
+    """Blob names held by a run's File fields and file sets (all of them, or one field's)."""
+    blobs: list[str] = []
+    if path is None:
+        rows = db.execute("SELECT value FROM attrs WHERE run_id=? AND type='file'", (run_id,)).fetchall()
+        files = db.execute("SELECT blob FROM filesets WHERE run_id=?", (run_id,)).fetchall()
+    else:
+        rows = db.execute(
+            "SELECT value FROM attrs WHERE run_id=? AND path=? AND type='file'", (run_id, path)
+        ).fetchall()
+        files = db.execute("SELECT blob FROM filesets WHERE run_id=? AND path=?", (run_id, path)).fetchall()
+    blobs += [json.loads(r["value"])["blob"] for r in rows]
+    blobs += [r["blob"] for r in files]
+    return blobs
+
+
+def normalize_sub_path(name: str) -> str:
+    """A file-set member path without leading ./ or /, with no .. parts."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        return ""
+    return "/".join(parts)
+
+
+class OperationError(Exception):
+    """One rejected operation (reported in the executeOperations response)."""
+
+
+def _get(db: sqlite3.Connection, run_id: str, path: str) -> tuple[str, dict[str, Any]] | None:
+    row = db.execute("SELECT type, value FROM attrs WHERE run_id=? AND path=?", (run_id, path)).fetchone()
+    return (row["type"], json.loads(row["value"])) if row else None
+
+
+def _put(db: sqlite3.Connection, run_id: str, path: str, kind: str, value: dict[str, Any]) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO attrs (run_id, path, type, value) VALUES (?, ?, ?, ?)",
+        (run_id, path, kind, json.dumps(value)),
+    )
+
+
+def check_type(db: sqlite3.Connection, run_id: str, path: str, kind: str) -> dict[str, Any] | None:
+    """Refuse writes that clash with the field's type or with the namespace tree; return current state."""
+    current = _get(db, run_id, path)
+    if current is not None:
+        if current[0] != kind:
+            raise OperationError(
+                f"Cannot perform operation on attribute {path} of type {current[0]} (expected {kind})"
+            )
+        return current[1]
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        prefix = "/".join(parts[:i])
+        if db.execute("SELECT 1 FROM attrs WHERE run_id=? AND path=?", (run_id, prefix)).fetchone():
+            raise OperationError(f"Cannot create attribute {path}: {prefix} is a field, not a namespace")
+    if db.execute(
+        "SELECT 1 FROM attrs WHERE run_id=? AND substr(path, 1, ?)=? LIMIT 1",
+        (run_id, len(path) + 1, path + "/"),
+    ).fetchone():
+        raise OperationError(f"Cannot create attribute {path}: it is a namespace")
+    return None
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise OperationError(f"{what} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise OperationError(f"{what} must be finite: NaN and Inf are not supported, got {value!r}")
+    return float(value)
+
+
+def apply_operation(db: sqlite3.Connection, run_id: str, op: Any, dropped: list[str]) -> int:
+    """Apply one operation; returns the number of series points it stored."""
+    if not isinstance(op, dict):
+        raise OperationError(f"Malformed operation {op!r}")
+    path = op.get("path")
+    names = [k for k in op if k != "path"]
+    if len(names) != 1:
+        raise OperationError(f"Malformed operation on {path!r}: expected exactly one operation, got {names}")
+    name = names[0]
+    body = op[name] if isinstance(op[name], dict) else {}
+    if not valid_path(path):
+        raise OperationError(f"Invalid attribute path {path!r}")
+    assert isinstance(path, str)
+    if path in READ_ONLY_SYS:
+        raise OperationError(f"Attribute {path} is read-only")
+
+    assigns = {
+        "assignFloat": "float",
+        "assignInt": "int",
+        "assignBool": "bool",
+        "assignString": "string",
+        "assignDatetime": "datetime",
+    }
+    if name in assigns:
+        kind = assigns[name]
+        check_type(db, run_id, path, kind)
+        if kind == "datetime":
+            value: Any = int(_number(body.get("valueMilliseconds"), "valueMilliseconds"))
+        else:
+            value = body.get("value")
+            if kind == "float":
+                value = _number(value, "value")
+            elif kind == "int":
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise OperationError(f"value must be an integer, got {value!r}")
+            elif kind == "bool":
+                if not isinstance(value, bool):
+                    raise OperationError(f"value must be a boolean, got {value!r}")
+            elif not isinstance(value, str):
+                raise OperationError(f"value must be a string, got {value!r}")
+            else:
+                value = value[:STRING_MAX]
+        _put(db, run_id, path, kind, {"v": value})
+        return 0
+
+    series = {"logFloats": "floatSeries", "logStrings": "stringSeries", "logImages": "imageSeries"}
+    if name in series:
+        return _log(db, run_id, path, series[name], body.get("entries") or [])
+
+    clears = {
+        "clearFloatSeries": "floatSeries",
+        "clearStringSeries": "stringSeries",
+        "clearImageSeries": "imageSeries",
+    }
+    if name in clears:
+        state = check_type(db, run_id, path, clears[name]) or {}
+        db.execute("DELETE FROM points WHERE run_id=? AND path=?", (run_id, path))
+        keep = {k: state[k] for k in ("config",) if k in state}
+        _put(db, run_id, path, clears[name], keep)
+        return 0
+
+    if name == "configFloatSeries":
+        state = check_type(db, run_id, path, "floatSeries") or {}
+        state["config"] = {k: body.get(k) for k in ("min", "max", "unit")}
+        _put(db, run_id, path, "floatSeries", state)
+        return 0
+
+    if name in ("insertStrings", "addStrings", "removeStrings", "clearStringSet"):
+        state = check_type(db, run_id, path, "stringSet") or {"v": []}
+        values = set(state.get("v", []))
+        incoming = body.get("values") or []
+        if not all(isinstance(v, str) for v in incoming):
+            raise OperationError("string set values must be strings")
+        if name == "removeStrings":
+            values -= set(incoming)
+        elif name == "clearStringSet":
+            values = set()
+        else:
+            values |= set(incoming)
+        _put(db, run_id, path, "stringSet", {"v": sorted(values)})
+        return 0
+
+    if name == "deleteAttribute":
+        dropped += blobs_of(db, run_id, path)
+        db.execute("DELETE FROM attrs WHERE run_id=? AND path=?", (run_id, path))
+        db.execute("DELETE FROM points WHERE run_id=? AND path=?", (run_id, path))
+        db.execute("DELETE FROM filesets WHERE run_id=? AND path=?", (run_id, path))
+        return 0
+
+    if name == "deleteFiles":
+        current = _get(db, run_id, path)
+        if current is None:
+            return 0
+        if current[0] != "fileSet":
+            raise OperationError(f"Cannot delete files from attribute {path} of type {current[0]}")
+        for raw in body.get("filePaths") or []:
+            sub = normalize_sub_path(str(raw))
+            rows = db.execute(
+                "SELECT sub_path, blob FROM filesets WHERE run_id=? AND path=?"
+                " AND (?='' OR sub_path=? OR substr(sub_path, 1, ?)=?)",
+                (run_id, path, sub, sub, len(sub) + 1, sub + "/"),
+            ).fetchall()
+            for row in rows:
+                dropped.append(row["blob"])
+                db.execute(
+                    "DELETE FROM filesets WHERE run_id=? AND path=? AND sub_path=?",
+                    (run_id, path, row["sub_path"]),
+                )
+        return 0
+
+    if name in ("assignArtifact", "clearArtifact", "trackFilesToArtifact"):
+        raise OperationError(f"{name}: artifacts are not supported by the Neptune emulator")
+    raise OperationError(f"Unsupported operation {name} on {path}")
+
+
+def _log(db: sqlite3.Connection, run_id: str, path: str, kind: str, entries: list[Any]) -> int:
+    state = check_type(db, run_id, path, kind) or {}
+    last_step = state.get("lastStep")
+    count = int(state.get("count", 0))
+    stored = 0
+    first_bad: float | None = None
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise OperationError(f"Malformed series entry {entry!r}")
+        step_raw = entry.get("step")
+        step = (0.0 if last_step is None else float(last_step) + 1.0) if step_raw is None else float(step_raw)
+        if last_step is not None and step <= float(last_step):
+            if first_bad is None:
+                first_bad = step
+            continue
+        raw = entry.get("value")
+        if kind == "floatSeries":
+            value: Any = _number(raw, "value")
+            state["min"] = value if state.get("min") is None else min(state["min"], value)
+            state["max"] = value if state.get("max") is None else max(state["max"], value)
+            state["sum"] = float(state.get("sum", 0.0)) + value
+        elif kind == "stringSeries":
+            if not isinstance(raw, str):
+                raise OperationError(f"value must be a string, got {raw!r}")
+            value = raw[:STRING_SERIES_MAX]
+        else:
+            value = json.dumps(raw)
+        ts = int(entry.get("timestampMilliseconds") or now_ms())
+        db.execute(
+            "INSERT INTO points (run_id, path, idx, step, value, ts_ms) VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, path, count, step, value, ts),
+        )
+        count += 1
+        stored += 1
+        last_step = step
+        state["last"] = value if kind != "imageSeries" else None
+        state["lastStep"] = step
+    state["count"] = count
+    _put(db, run_id, path, kind, state)
+    if first_bad is not None:
+        # The valid points of this operation are kept; the rejected ones are reported.
+        raise StoredButRejected(
+            f"X-coordinates (step) must be strictly increasing for series attribute: {path}. "
+            f"Invalid point: {first_bad}",
+            stored,
+        )
+    return stored
+
+
+class StoredButRejected(OperationError):
+    """Some points were stored, others rejected for their step."""
+
+    def __init__(self, message: str, stored: int) -> None:
+        super().__init__(message)
+        self.stored = stored
