@@ -147,6 +147,7 @@ class _Server(uvicorn.Server):
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
+        """Leave signal handling to _serve (which stops the server and lets main return 0)."""
         yield
 
 

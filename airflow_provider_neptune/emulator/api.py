@@ -187,6 +187,7 @@ class NeptuneApi:
 
     # ----- backend ------------------------------------------------------------------------------
     def getClientConfig(self, call: Call) -> Response:
+        """API URL, client version bounds, multipart thresholds; artifacts disabled."""
         url = self.app_url(call)
         return JSONResponse(
             {
@@ -222,9 +223,11 @@ class NeptuneApi:
         }
 
     def getProject(self, call: Call) -> Response:
+        """A project by workspace/name or id (404 PROJECT_NOT_FOUND otherwise)."""
         return JSONResponse(self._project_dto(self._project(call.need("projectIdentifier"))))
 
     def listProjects(self, call: Call) -> Response:
+        """Projects, optionally of one workspace or matching a search term, paged."""
         projects = self.storage.list_projects()
         workspace = call.arg("organizationIdentifier")
         term = call.arg("searchTerm")
@@ -244,10 +247,12 @@ class NeptuneApi:
         )
 
     def listOrganizations(self, call: Call) -> Response:
+        """The workspaces that hold projects."""
         names = sorted({p.workspace for p in self.storage.list_projects()})
         return JSONResponse([{"id": n, "name": n, "organizationType": "team"} for n in names])
 
     def workspaceStatus(self, call: Call) -> Response:
+        """Storage used by a workspace against a nominal quota."""
         projects = [
             p for p in self.storage.list_projects() if p.workspace == call.arg("organizationIdentifier")
         ]
@@ -266,6 +271,7 @@ class NeptuneApi:
 
     # ----- runs ---------------------------------------------------------------------------------
     def createExperiment(self, call: Call) -> Response:
+        """Create a run, model or model version; a known customId returns the existing run."""
         params = call.json()
         if not isinstance(params, dict):
             raise EmulatorError(400, "experimentCreationParams must be an object")
@@ -291,20 +297,24 @@ class NeptuneApi:
         return JSONResponse(self.experiment_dto(run))
 
     def getExperiment(self, call: Call) -> Response:
+        """A run by id or workspace/project/SHORT-ID (404 EXPERIMENT_NOT_FOUND otherwise)."""
         return JSONResponse(self.experiment_dto(self._run(call.need("experimentId"))))
 
     def ping(self, call: Call) -> Response:
+        """Record that the client holding the run is alive (keeps sys/state running)."""
         run = self._run(call.need("experimentId"))
         self.storage.ping(run.id)
         return Response(status_code=200)
 
     def getExperimentAttributes(self, call: Call) -> Response:
+        """Every field of a run with its type and properties."""
         run = self._run(call.need("experimentId"))
         sizes = self._fileset_size(run)
         attrs = [attribute_dto(a, sizes) for a in sorted(self.fields_of(run).values(), key=lambda a: a.path)]
         return JSONResponse({"id": run.id, "type": run.type, "attributes": attrs})
 
     def executeOperations(self, call: Call) -> Response:
+        """Apply a batch of operations in order; the body lists the rejected ones."""
         run = self._run(call.need("experimentId"))
         operations = call.json()
         if not isinstance(operations, list):
@@ -321,33 +331,43 @@ class NeptuneApi:
         return JSONResponse(properties(attr, self._fileset_size(run)))
 
     def getFloatAttribute(self, call: Call) -> Response:
+        """A float field."""
         return self._atom(call, "float")
 
     def getIntAttribute(self, call: Call) -> Response:
+        """An int field."""
         return self._atom(call, "int")
 
     def getBoolAttribute(self, call: Call) -> Response:
+        """A bool field."""
         return self._atom(call, "bool")
 
     def getStringAttribute(self, call: Call) -> Response:
+        """A string field."""
         return self._atom(call, "string")
 
     def getDatetimeAttribute(self, call: Call) -> Response:
+        """A datetime field."""
         return self._atom(call, "datetime")
 
     def getFileAttribute(self, call: Call) -> Response:
+        """Name, extension and size of a File field."""
         return self._atom(call, "file")
 
     def getStringSetAttribute(self, call: Call) -> Response:
+        """A string set field."""
         return self._atom(call, "stringSet")
 
     def getFloatSeriesAttribute(self, call: Call) -> Response:
+        """Last value and statistics of a float series."""
         return self._atom(call, "floatSeries")
 
     def getStringSeriesAttribute(self, call: Call) -> Response:
+        """Last value of a string series."""
         return self._atom(call, "stringSeries")
 
     def getImageSeriesAttribute(self, call: Call) -> Response:
+        """Last step of an image series."""
         return self._atom(call, "imageSeries")
 
     def _series_values(self, call: Call, kind: str) -> tuple[int, list[Any]]:
@@ -357,20 +377,24 @@ class NeptuneApi:
         )
 
     def getFloatSeriesValues(self, call: Call) -> Response:
+        """A page of float series points (offset, limit) in step order."""
         total, rows = self._series_values(call, "floatSeries")
         values = [{"timestampMillis": r["ts_ms"], "step": r["step"], "value": r["value"]} for r in rows]
         return JSONResponse({"totalItemCount": total, "values": values})
 
     def getStringSeriesValues(self, call: Call) -> Response:
+        """A page of string series points (offset, limit) in step order."""
         total, rows = self._series_values(call, "stringSeries")
         values = [{"timestampMillis": r["ts_ms"], "step": r["step"], "value": r["value"]} for r in rows]
         return JSONResponse({"totalItemCount": total, "values": values})
 
     def getImageSeriesValues(self, call: Call) -> Response:
+        """How many images an image series holds."""
         total, _ = self._series_values(call, "imageSeries")
         return JSONResponse({"totalItemCount": total})
 
     def getImageSeriesValue(self, call: Call) -> Response:
+        """The bytes of one image of an image series."""
         run, attr = self._field(call, "imageSeries")
         _, rows = self.storage.series_values(run.id, attr.path, call.int_arg("index", 0), 1)
         if not rows:
@@ -385,6 +409,7 @@ class NeptuneApi:
         return {"Content-Disposition": f'attachment; filename="{quote(name, safe=" ._-")}"'}
 
     def downloadAttribute(self, call: Call) -> Response:
+        """The content of a File field, with its file name."""
         _, attr = self._field(call, "file")
         name = attr.value.get("name") or "file"
         if attr.value.get("ext"):
@@ -395,6 +420,7 @@ class NeptuneApi:
         return FileResponse(blob, media_type="application/octet-stream", headers=self._disposition(name))
 
     def lsFileSetAttribute(self, call: Call) -> Response:
+        """Files and directories directly under a path of a file set."""
         run, attr = self._field(call, "fileSet")
         prefix = normalize_sub_path(call.arg("path") or "")
         entries = self.storage.fileset_entries(run.id, attr.path)
@@ -424,16 +450,19 @@ class NeptuneApi:
         return {"id": download_id, "downloadUrl": url, "userId": self.storage.owner}
 
     def prepareForDownloadFileSetAttributeZip(self, call: Call) -> Response:
+        """Register a zip download of a file set (ready at once)."""
         run, attr = self._field(call, "fileSet")
         return JSONResponse(self._download_dto(call, self.storage.prepare_download(run.id, attr.path)))
 
     def getDownloadPrepareRequest(self, call: Call) -> Response:
+        """The URL of a prepared download."""
         download_id = call.need("id")
         if self.storage.download(download_id) is None:
             raise _not_found(f"Download {download_id}")
         return JSONResponse(self._download_dto(call, download_id))
 
     def downloadPrepared(self, call: Call) -> Response:
+        """A file set as a zip archive."""
         download = self.storage.download(call.need("id"))
         if download is None:
             raise _not_found(f"Download {call.arg('id')}")
@@ -451,6 +480,7 @@ class NeptuneApi:
 
     @_reports_metadata_errors
     def fileAtomUpload(self, call: Call) -> Response:
+        """Store a File field's content in one request."""
         run, path = self._upload_run(call)
         self.storage.set_file(run, path, call.arg("ext") or "", call.body)
         call.counters["bytes_uploaded_total"] += len(call.body)
@@ -458,6 +488,7 @@ class NeptuneApi:
 
     @_reports_metadata_errors
     def fileSetFileUpload(self, call: Call) -> Response:
+        """Store one file of a file set in one request."""
         run, path = self._upload_run(call)
         sub = normalize_sub_path(call.need("subPath"))
         if not sub:
@@ -468,6 +499,7 @@ class NeptuneApi:
 
     @_reports_metadata_errors
     def uploadFileSetAttributeTar(self, call: Call) -> Response:
+        """Unpack a tar.gz of files into a file set (optionally replacing it)."""
         run, path = self._upload_run(call)
         reset = (call.arg("reset") or "false").lower() == "true"
         self.storage.add_fileset_tar(run, path, call.body, reset)
@@ -504,21 +536,27 @@ class NeptuneApi:
         return self._ok()
 
     def fileAtomMultipartUploadStart(self, call: Call) -> Response:
+        """Begin a multipart upload of a File field."""
         return self._start(call, "file")
 
     def fileSetFileMultipartUploadStart(self, call: Call) -> Response:
+        """Begin a multipart upload of one file of a file set."""
         return self._start(call, "fileset")
 
     def fileAtomMultipartUploadPart(self, call: Call) -> Response:
+        """One part (X-Range) of a File field upload."""
         return self._part(call)
 
     def fileSetFileMultipartUploadPart(self, call: Call) -> Response:
+        """One part (X-Range) of a file set file upload."""
         return self._part(call)
 
     def fileAtomMultipartUploadFinish(self, call: Call) -> Response:
+        """Join the parts into the File field."""
         return self._finish(call)
 
     def fileSetFileMultipartUploadFinish(self, call: Call) -> Response:
+        """Join the parts into the file set."""
         return self._finish(call)
 
     # ----- trash --------------------------------------------------------------------------------
@@ -544,6 +582,7 @@ class NeptuneApi:
         return project, runs, errors, names
 
     def trashExperiments(self, call: Call) -> Response:
+        """Move runs (and a model's versions) to the trash."""
         _, runs, errors, names = self._identified(call)
         ids = [r.id for r in runs]
         # Trashing a model trashes its versions too.
@@ -558,11 +597,13 @@ class NeptuneApi:
         return JSONResponse({"errors": errors, "updatedExperimentIdentifiers": names})
 
     def restoreExperiments(self, call: Call) -> Response:
+        """Take runs out of the trash."""
         _, runs, errors, names = self._identified(call)
         self.storage.set_trashed([r.id for r in runs], False)
         return JSONResponse({"errors": errors, "updatedExperimentIdentifiers": names})
 
     def deleteExperiments(self, call: Call) -> Response:
+        """Delete trashed runs for good."""
         _, runs, errors, names = self._identified(call)
         doomed = [r for r in runs if r.trashed]
         for run in runs:
@@ -578,6 +619,7 @@ class NeptuneApi:
         )
 
     def deleteAllExperiments(self, call: Call) -> Response:
+        """Empty a project's trash."""
         project = self._project(call.need("projectIdentifier"))
         doomed = [r for r in self.storage.runs_of(project.id) if r.trashed]
         self.storage.delete_runs([r.id for r in doomed])
@@ -595,6 +637,7 @@ class NeptuneApi:
         return [(run, self.fields_of(run, stored.get(run.id, []))) for run in runs]
 
     def searchLeaderboardEntries(self, call: Call) -> Response:
+        """The runs table: NQL filter, sorting, paging and column selection."""
         project = self._project(call.need("projectIdentifier"))
         params = call.json() or {}
         if not isinstance(params, dict):
@@ -636,6 +679,7 @@ class NeptuneApi:
         return JSONResponse({"matchingItemCount": len(rows), "totalGroupCount": 0, "entries": entries})
 
     def searchLeaderboardAttributes(self, call: Call) -> Response:
+        """Column names and types present in a project (for sorting)."""
         project = self._project(call.need("projectIdentifier"))
         search = call.arg("search") or ""
         # The system columns exist even in an empty project (the client sorts by sys/creation_time).
