@@ -78,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=None, help="seed of the fault RNG, for reproducible faults"
     )
     parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="delay every budgeted /api/ answer by this many milliseconds, to mimic a remote server "
+        "(default: 0)",
+    )
+    parser.add_argument(
         "--state-timeout",
         type=float,
         default=20.0,
@@ -192,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0.0 <= args.fault_rate <= 1.0:
         print("--fault-rate must be between 0 and 1", file=sys.stderr)
         return 2
+    if args.latency_ms < 0:
+        print("--latency-ms must not be negative", file=sys.stderr)
+        return 2
     projects = args.projects or [DEFAULT_PROJECT]
     bad = [p for p in projects if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", p)]
     if bad:
@@ -228,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rate_limit=args.rate_limit,
                 fault_rate=args.fault_rate,
                 seed=args.seed,
+                latency_ms=args.latency_ms,
                 state_timeout=args.state_timeout,
                 multipart_threshold=args.multipart_threshold,
                 multipart_chunk=args.multipart_chunk,

@@ -52,6 +52,7 @@ class EmulatorConfig:
     rate_limit: float | None = None
     fault_rate: float = 0.0
     seed: int | None = None
+    latency_ms: float = 0.0
     state_timeout: float = 20.0
     multipart_threshold: int = 5 * 1024 * 1024
     multipart_chunk: int = 5 * 1024 * 1024
@@ -88,6 +89,7 @@ class EmulatorApp:
         secret = self.storage.meta_setdefault("jwt_secret", lambda: secrets.token_hex(32))
         self.issuer = TokenIssuer(secret.encode(), api_key, config.owner)
         self.guard = Guard(config.rate_limit, config.fault_rate, config.seed)
+        self.guard.latency_ms = config.latency_ms
         self.api = NeptuneApi(
             self.storage,
             ApiSettings(
@@ -168,6 +170,9 @@ class EmulatorApp:
         route_name = route.operation_id if route else f"{method} {path}"
         stats.requests_by_route[route_name] += 1
         decision = self.guard.decide(route_name, path)
+        if self.guard.latency_ms > 0 and decision.fault != "drop":
+            # Simulated server/network latency (does not block other requests).
+            await asyncio.sleep(self.guard.latency_ms / 1000.0)
         if decision.kind == "throttle":
             response = error_response(
                 429,
@@ -359,6 +364,7 @@ class EmulatorApp:
         return {
             "rate_limit": self.guard.rate_limit,
             "fault_rate": self.guard.fault_rate,
+            "latency_ms": self.guard.latency_ms,
             "fail_next": [
                 {"route": r.route, "status": r.status, "count": r.count} for r in self.guard.fail_next
             ],
@@ -377,6 +383,11 @@ class EmulatorApp:
         )
         if body.get("seed") is not None:
             self.guard.rng.seed(int(body["seed"]))
+        if body.get("latency_ms") is not None:
+            latency = float(body["latency_ms"])
+            if latency < 0:
+                raise ValueError("latency_ms must not be negative")
+            self.guard.latency_ms = latency
         rules = body.get("fail_next")
         if rules is not None:
             if body.get("clear_fail_next"):

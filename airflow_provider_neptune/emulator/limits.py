@@ -141,6 +141,7 @@ class Guard:
         self.fault_rate = 0.0
         self.rng = random.Random(seed)
         self.fail_next: list[FailNext] = []
+        self.latency_ms = 0.0
         self.stats = Stats()
         self.configure(rate_limit=rate_limit, fault_rate=fault_rate)
 

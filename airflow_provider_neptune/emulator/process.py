@@ -47,6 +47,7 @@ class NeptuneEmulator:
         rate_limit: float | None = None,
         fault_rate: float = 0.0,
         seed: int | None = None,
+        latency_ms: float = 0.0,
         state_timeout: float | None = None,
         multipart_threshold: int | None = None,
         multipart_chunk: int | None = None,
@@ -65,6 +66,7 @@ class NeptuneEmulator:
         self.rate_limit = rate_limit
         self.fault_rate = fault_rate
         self.seed = seed
+        self.latency_ms = latency_ms
         self.state_timeout = state_timeout
         self.multipart_threshold = multipart_threshold
         self.multipart_chunk = multipart_chunk
@@ -104,6 +106,8 @@ class NeptuneEmulator:
             cmd += ["--fault-rate", str(self.fault_rate)]
         if self.seed is not None:
             cmd += ["--seed", str(self.seed)]
+        if self.latency_ms:
+            cmd += ["--latency-ms", str(self.latency_ms)]
         if self.state_timeout is not None:
             cmd += ["--state-timeout", str(self.state_timeout)]
         if self.multipart_threshold is not None:
@@ -249,6 +253,7 @@ class NeptuneEmulator:
         fail_next: dict[str, Any] | list[dict[str, Any]] | None = None,
         seed: int | None = None,
         clear_fail_next: bool = False,
+        latency_ms: float | None = None,
     ) -> dict[str, Any]:
         """POST /_emulator/faults; only the arguments given change (rate_limit=None removes the limit)."""
         body: dict[str, Any] = {}
@@ -262,12 +267,14 @@ class NeptuneEmulator:
             body["seed"] = seed
         if clear_fail_next:
             body["clear_fail_next"] = True
+        if latency_ms is not None:
+            body["latency_ms"] = latency_ms
         result: dict[str, Any] = self._request("POST", "/_emulator/faults", body)
         return result
 
     def clear_faults(self) -> dict[str, Any]:
-        """No rate limit, no faults, no pending fail_next rules."""
-        return self.set_faults(rate_limit=None, fault_rate=0.0, clear_fail_next=True)
+        """No rate limit, no faults, no latency, no pending fail_next rules."""
+        return self.set_faults(rate_limit=None, fault_rate=0.0, clear_fail_next=True, latency_ms=0.0)
 
     def reset_stats(self) -> None:
         """POST /_emulator/reset_stats: zero every counter."""

@@ -94,18 +94,26 @@ def test_unknown_routes_name_method_and_path(client: TestClient) -> None:
 
 
 def test_control_endpoints(client: TestClient) -> None:
-    body = {"rate_limit": 3, "fault_rate": 0.25, "fail_next": {"route": "ping", "status": 409, "count": 2}}
+    body = {
+        "rate_limit": 3,
+        "fault_rate": 0.25,
+        "latency_ms": 5,
+        "fail_next": {"route": "ping", "status": 409, "count": 2},
+    }
     settings = client.post("/_emulator/faults", json=body).json()
     assert settings == {
         "rate_limit": 3.0,
         "fault_rate": 0.25,
+        "latency_ms": 5.0,
         "fail_next": [{"route": "ping", "status": 409, "count": 2}],
     }
+    assert client.post("/_emulator/faults", json={"latency_ms": -1}).status_code == 400
     assert client.post("/_emulator/faults", json={"fault_rate": 2}).status_code == 400
     cleared = client.post(
-        "/_emulator/faults", json={"rate_limit": None, "fault_rate": 0, "clear_fail_next": True}
+        "/_emulator/faults",
+        json={"rate_limit": None, "fault_rate": 0, "clear_fail_next": True, "latency_ms": 0},
     )
-    assert cleared.json() == {"rate_limit": None, "fault_rate": 0.0, "fail_next": []}
+    assert cleared.json() == {"rate_limit": None, "fault_rate": 0.0, "latency_ms": 0.0, "fail_next": []}
     client.get("/api/backend/v1/clients/config")
     assert client.get("/_emulator/stats").json()["requests_total"] == 1
     client.post("/_emulator/reset_stats")
@@ -163,11 +171,20 @@ def test_faulted_and_failed_requests_change_nothing(app: EmulatorApp, client: Te
 
 
 def test_emulator_helpers_build_env_and_connection() -> None:
-    emulator = NeptuneEmulator(projects=("team/a", "team/b"), rate_limit=7, seed=3, state_timeout=5)
+    emulator = NeptuneEmulator(
+        projects=("team/a", "team/b"), rate_limit=7, seed=3, state_timeout=5, latency_ms=20
+    )
     emulator.api_token = "TOKEN"
     command = emulator.command()
     assert command[1:3] == ["-m", "airflow_provider_neptune.emulator"]
-    for flag, value in (("--rate-limit", "7"), ("--seed", "3"), ("--state-timeout", "5"), ("--port", "0")):
+    expected = {
+        "--rate-limit": "7",
+        "--seed": "3",
+        "--state-timeout": "5",
+        "--port": "0",
+        "--latency-ms": "20",
+    }
+    for flag, value in expected.items():
         assert command[command.index(flag) + 1] == value
     assert command.count("--project") == 2
     assert emulator.env() == {
