@@ -8,6 +8,7 @@ and ports swapped, a stand-in `airflow` CLI), and the connection they produce is
 from __future__ import annotations
 
 import base64
+import contextlib
 import fnmatch
 import json
 import os
@@ -15,6 +16,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -178,16 +180,29 @@ def test_health_check_endpoints_match_the_services(services: Mapping[str, Mappin
     assert "NEPTUNE_API_TOKEN=" in test_text("neptune-emulator"), "healthy means the token is written too"
 
 
+def _emulator_args(services: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    (script,) = services["neptune-emulator"]["command"]
+    (line,) = [line for line in script.splitlines() if line.startswith("exec python -m")]
+    return shlex.split(line.split(" > ", 1)[0].replace("$$data", EMULATOR_DATA))
+
+
 def test_emulator_service_command_and_volumes(services: Mapping[str, Mapping[str, Any]]) -> None:
     service = services["neptune-emulator"]
     assert service["entrypoint"] == ["/bin/bash", "-c"]
-    (command,) = service["command"]
-    args = shlex.split(command.split(">", 1)[0])
+    args = _emulator_args(services)
     assert args[:4] == ["exec", "python", "-m", "airflow_provider_neptune.emulator"]
     assert _flag(args, "--host") == "0.0.0.0", "the emulator must listen on the compose network"
-    assert _flag(args, "--public-url") == f"http://neptune-emulator:{_flag(args, '--port')}"
+    # HTTPS: the hook refuses plain http to anything but loopback.
+    assert _flag(args, "--public-url") == f"https://neptune-emulator:{_flag(args, '--port')}"
+    assert _flag(args, "--ssl-certfile") == f"{EMULATOR_DATA}/tls/cert.pem"
     assert _flag(args, "--data-dir") == EMULATOR_DATA
     assert f"neptune-emulator-data:{EMULATOR_DATA}" in service["volumes"]
+    for name in (*AIRFLOW_SERVICES, "airflow-init"):
+        assert f"neptune-emulator-data:{EMULATOR_DATA}:ro" in services[name]["volumes"], name
+        env = _env(services[name])
+        assert env["REQUESTS_CA_BUNDLE"] == f"{EMULATOR_DATA}/tls/ca-bundle.pem", name
+        assert env["NEPTUNE_ALLOW_SELF_SIGNED_CERTIFICATE"] == "1", name
+        assert "OAUTHLIB_INSECURE_TRANSPORT" not in env, f"{name}: no plain http anywhere"
     help_text = subprocess.run(
         [sys.executable, "-m", "airflow_provider_neptune.emulator", "--help"],
         capture_output=True,
@@ -216,17 +231,60 @@ def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 @pytest.fixture(scope="module")
+def local_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port (``redis://127.0.0.1:<port>``)."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is required (`make test` installs it)"
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+
+        def answers() -> bool:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", port), timeout=1) as sock,
+            ):
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+            return False
+
+        _wait_for(answers, 30, "redis-server")
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
 def compose_emulator(
     services: Mapping[str, Mapping[str, Any]], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
     """The emulator service's own command, run by bash on loopback with its data volume in a temp dir."""
     data_dir = tmp_path_factory.mktemp("emulator-data")
     port = free_port()
+    # Loopback stands in for the compose network: the certificate also names localhost.
     replacements = {
         EMULATOR_DATA: str(data_dir),
         "--host 0.0.0.0": "--host 127.0.0.1",
         "--port 5050": f"--port {port}",
-        "localhost:5050": f"127.0.0.1:{port}",
+        "https://neptune-emulator:5050": f"https://localhost:{port}",
+        "localhost:5050": f"localhost:{port}",
     }
     (command,) = services["neptune-emulator"]["command"]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -249,7 +307,9 @@ def test_the_emulator_service_writes_a_token_naming_its_service_address(
     lines = (compose_emulator["data_dir"] / "emulator.env").read_text().splitlines()
     token = next(line.split("=", 1)[1] for line in lines if line.startswith("NEPTUNE_API_TOKEN="))
     address = json.loads(base64.b64decode(token))["api_address"]
-    assert address == "http://neptune-emulator:5050", "workers reach the emulator by its service name"
+    # Here the service name is replaced by localhost (see the fixture); in compose it names the service.
+    assert address == compose_emulator["replacements"]["https://neptune-emulator:5050"]
+    assert (compose_emulator["data_dir"] / "tls" / "key.pem").stat().st_mode & 0o077 == 0, "a private key"
     assert "NEPTUNE_PROJECT=airflow/sandbox" in lines
     # The service's health check passes against it (grep and curl, as in the container).
     check = services["neptune-emulator"]["healthcheck"]["test"]
@@ -269,6 +329,7 @@ def test_init_creates_the_pool_and_a_connection_the_hook_accepts(
     services: Mapping[str, Mapping[str, Any]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    local_redis: str,
 ) -> None:
     init = services["airflow-init"]
     assert init["entrypoint"] == "/bin/bash"
@@ -314,11 +375,21 @@ def test_init_creates_the_pool_and_a_connection_the_hook_accepts(
 
     from airflow_provider_neptune.hooks.neptune import NeptuneHook
 
-    monkeypatch.setenv("AIRFLOW_CONN_NEPTUNE_DEFAULT", json.dumps(connection))
-    settings = NeptuneHook().settings
-    assert settings.project == "airflow/sandbox"
-    assert settings.api_address == "http://neptune-emulator:5050"
-    assert str(settings.rate_limit_storage).startswith("redis://redis:6379/")
+    # With the services' TLS settings the hook reaches the emulator and the token is accepted.
+    for name in ("REQUESTS_CA_BUNDLE", "NEPTUNE_ALLOW_SELF_SIGNED_CERTIFICATE"):
+        monkeypatch.setenv(name, _shell(_env(init)[name], compose_emulator["replacements"]))
+    monkeypatch.delenv("OAUTHLIB_INSECURE_TRANSPORT", raising=False)
+    # Loopback Redis stands in for the redis service that holds the shared budget.
+    live = json.loads(json.dumps(connection).replace("redis://redis:6379", local_redis))
+    monkeypatch.setenv("AIRFLOW_CONN_NEPTUNE_DEFAULT", json.dumps(live))
+    hook = NeptuneHook()
+    try:
+        assert hook.settings.project == "airflow/sandbox"
+        assert str(hook.settings.api_address).startswith("https://")
+        ok, message = hook.test_connection()
+        assert ok, message
+    finally:
+        hook.close()
 
 
 def test_the_emulator_service_stops_cleanly(compose_emulator: dict[str, Any]) -> None:
