@@ -63,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="RPS",
-        help="request budget for the whole workspace: at most RPS /api/ requests in any sliding 1-second "
-        "window; over it the server answers 429 with Retry-After (default: unlimited)",
+        help="request budget shared by every client of this server (one workspace budget): at most RPS "
+        "/api/ requests (Swagger documents excepted) in any sliding 1-second window; over it the server "
+        "answers 429 with Retry-After, and rejected requests use no budget (default: unlimited)",
     )
     parser.add_argument(
         "--fault-rate",
