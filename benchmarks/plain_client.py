@@ -29,8 +29,7 @@ def log_points(params: dict[str, Any]) -> dict[str, Any]:
 
     imported = time.perf_counter()
     series, steps, style = int(params["series"]), int(params["steps"]), str(params["style"])
-    offset = int(params.get("series_offset", 0))
-    paths = [harness.series_path(offset + i) for i in range(series)]
+    paths = [harness.series_path(i) for i in range(series)]
     errors: list[str] = []
     harness.ready_and_wait(params)
     start = time.perf_counter()
@@ -60,12 +59,10 @@ def log_points(params: dict[str, Any]) -> dict[str, Any]:
         if style == "append":
             for step in range(steps):
                 for i, path in enumerate(paths):
-                    run[path].append(harness.metric_value(offset + i, step), step=step)
+                    run[path].append(harness.metric_value(i, step), step=step)
         else:
             for i, path in enumerate(paths):
-                run[path].extend(
-                    [harness.metric_value(offset + i, s) for s in range(steps)], steps=list(range(steps))
-                )
+                run[path].extend([harness.metric_value(i, s) for s in range(steps)], steps=list(range(steps)))
         logged = time.perf_counter()
         run.stop(seconds=params.get("stop_timeout"))
     except Exception as exc:  # the baseline's own failures are a figure, not a crash
@@ -85,38 +82,43 @@ def log_points(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_back(params: dict[str, Any]) -> dict[str, Any]:
-    """Read every expected series of a run back and compare it point by point with what was meant.
+    """Read every expected series of some runs back and compare it point by point with what was meant.
 
-    Counts points held, duplicated steps, missing steps and wrong values, per run.
+    `runs` maps run id to its number of series; `steps` is the step count of every run, or
+    `steps_by_run` gives it per run. Counts points held, duplicated steps, missing steps, steps
+    that should not be there and wrong values, in total and per run.
     """
     import neptune
 
-    expected_steps = int(params["steps"])
-    totals = {"points": 0, "duplicates": 0, "missing": 0, "wrong_values": 0, "unexpected": 0}
-    per_series: dict[str, int] = {}
+    names = ("points", "duplicates", "missing", "wrong_values", "unexpected")
+    totals = dict.fromkeys(names, 0)
+    per_run: dict[str, dict[str, int]] = {}
     for run_id, series in params["runs"].items():
-        offset = int(params.get("offsets", {}).get(run_id, 0))
+        expected_steps = int(params.get("steps_by_run", {}).get(run_id, params.get("steps", 0)))
+        counts = dict.fromkeys(names, 0)
         run = neptune.init_run(with_id=run_id, mode="read-only")
         try:
             for i in range(int(series)):
-                path = harness.series_path(offset + i)
+                path = harness.series_path(i)
                 got: list[tuple[float, float]] = []
                 if run.exists(path):
                     frame = run[path].fetch_values(include_timestamp=False)
                     got = [(float(s), float(v)) for s, v in zip(frame["step"], frame["value"], strict=True)]
                 steps = [s for s, _ in got]
-                totals["points"] += len(got)
-                totals["duplicates"] += len(steps) - len(set(steps))
                 wanted = set(range(expected_steps))
-                totals["missing"] += len(wanted - {int(s) for s in steps})
-                totals["unexpected"] += sum(1 for s in set(steps) if s not in wanted)
-                totals["wrong_values"] += sum(
-                    1 for s, v in got if s in wanted and v != harness.metric_value(offset + i, int(s))
+                counts["points"] += len(got)
+                counts["duplicates"] += len(steps) - len(set(steps))
+                counts["missing"] += len(wanted - {int(s) for s in steps})
+                counts["unexpected"] += sum(1 for s in set(steps) if s not in wanted)
+                counts["wrong_values"] += sum(
+                    1 for s, v in got if s in wanted and v != harness.metric_value(i, int(s))
                 )
-                per_series[f"{run_id}:{path}"] = len(got)
         finally:
             run.stop()
-    return {**totals, "per_series": per_series, "clean": _clean()}
+        per_run[run_id] = counts
+        for name in names:
+            totals[name] += counts[name]
+    return {**totals, "per_run": per_run, "clean": _clean()}
 
 
 def fetch_series(params: dict[str, Any]) -> dict[str, Any]:

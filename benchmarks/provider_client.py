@@ -44,15 +44,10 @@ def log_task(params: dict[str, Any]) -> dict[str, Any]:
     from airflow_provider_neptune.operators.metrics import NeptuneLogMetricsOperator
 
     series, steps = int(params["series"]), int(params["steps"])
-    offset = int(params.get("series_offset", 0))
-    first_step = int(params.get("first_step", 0))
     metrics = {
-        harness.series_path(offset + i): [
-            harness.metric_value(offset + i, s) for s in range(first_step, steps)
-        ]
-        for i in range(series)
+        harness.series_path(i): [harness.metric_value(i, s) for s in range(steps)] for i in range(series)
     }
-    step_list = [float(s) for s in range(first_step, steps)]
+    step_list = [float(s) for s in range(steps)]
     harness.ready_and_wait(params)
     start = time.perf_counter()
     hook = NeptuneHook()

@@ -54,44 +54,50 @@ def _variants(series: int, steps: int) -> list[tuple[str, str, str, dict[str, An
 
 
 def measure(
-    emu: Any,
-    work: Path,
-    module: str,
-    kind: str,
-    params: dict[str, Any],
-    extra: dict[str, Any],
-    tag: str,
+    emu: Any, work: Path, module: str, kind: str, params: dict[str, Any], extra: dict[str, Any], tag: str
 ) -> dict[str, Any]:
-    """One repetition of one variant: its time, the server's request counts and the read-back check."""
+    """One repetition of one variant: its time and the server's request counts."""
     env = harness.worker_env(emu, work / tag, AIRFLOW_CONN_NEPTUNE_DEFAULT=emu.airflow_conn_json(**extra))
     before = harness.stats(emu)
     result = harness.run_worker(module, kind, params, env, work / tag / "worker.log", timeout=3600)
     after = harness.stats(emu)
-    check = harness.run_worker(
-        "benchmarks.plain_client",
-        "read_back",
-        {"runs": {result["run_id"]: params["series"]}, "steps": params["steps"]},
-        harness.worker_env(emu, work / tag / "check"),
-        work / tag / "check.log",
-    )
     return {
+        "run_id": result["run_id"],
+        "series": params["series"],
+        "steps": params["steps"],
         "elapsed": float(result["elapsed"]),
         "init": float(result["init"]),
         "requests": harness.delta(before, after, "requests_total"),
         "operations_requests": harness.route_count(before, after, "executeOperations"),
         "routes": harness.route_deltas(before, after),
         "errors": result.get("errors", []),
-        "clean": result.get("clean", True),
-        "lost": check["missing"] + check["wrong_values"],
-        "duplicates": check["duplicates"],
-        "points": check["points"],
     }
+
+
+def check_all(emu: Any, work: Path, measured: list[dict[str, Any]]) -> None:
+    """Read every run back with the plain client (one process) and store lost/duplicated per run."""
+    check = harness.run_worker(
+        "benchmarks.plain_client",
+        "read_back",
+        {
+            "runs": {m["run_id"]: m["series"] for m in measured},
+            "steps_by_run": {m["run_id"]: m["steps"] for m in measured},
+        },
+        harness.worker_env(emu, work / "check"),
+        work / "check" / "worker.log",
+        timeout=3600,
+    )
+    for m in measured:
+        counts = check["per_run"][m["run_id"]]
+        m["lost"] = counts["missing"] + counts["wrong_values"] + counts["unexpected"]
+        m["duplicates"] = counts["duplicates"]
+        m["points"] = counts["points"]
 
 
 def run(opts: harness.Options) -> harness.Section:
     """Run every full-scale variant `reps` times, and the sync baseline at two smaller sizes."""
     steps = int(opts.pick(1000, 10_000))
-    reps = opts.reps(2, 3)
+    reps = opts.reps(1, 3)
     sync_steps = [max(10, int(steps * f)) for f in SYNC_FRACTIONS]
     section = harness.Section(
         NAME,
@@ -113,6 +119,7 @@ def run(opts: harness.Options) -> harness.Section:
             params = {"series": SERIES, "steps": n, "mode": "sync", "style": "append"}
             sync[n] = measure(emu, work, "benchmarks.plain_client", "log_points", params, {}, f"sync{n}")
             print(f"   {APPEND_SYNC} at {n} steps: {json.dumps(sync[n])[:200]}", flush=True)
+        check_all(emu, work, [m for runs in results.values() for m in runs] + list(sync.values()))
 
     points = [float(SERIES * n) for n in sync_steps]
     req_a, req_b = linear_fit(points, [float(sync[n]["requests"]) for n in sync_steps])

@@ -28,30 +28,36 @@ MAX_429_SHARE = 0.01
 MAX_OVERSHOOT = 0.05
 MIN_UTILISATION = 0.80
 WINDOW = 5
+EXEMPT_ROUTES = ("swagger", "oauthToken")
 
 
-def window_figures(rows: list[list[int]], start_at: float, end_at: float, limit: float) -> dict[str, Any]:
-    """From the server's [second, accepted, throttled] rows: the busiest 5 s window's arrival rate,
-    and budget utilisation (accepted / limit) over the whole seconds while work remained."""
+def window_figures(
+    rows: list[list[int]], start_at: float, first_done: float, end_at: float, limit: float
+) -> dict[str, Any]:
+    """From the server's [second, accepted, throttled] rows: the busiest 5 s window's arrival rate
+    (accepted + throttled), and budget utilisation (accepted / limit) over the whole seconds while
+    every process still had work (start to the first process done) and until the last was done."""
     first, last = int(start_at), int(end_at)
     per_second = {int(r[0]): (int(r[1]), int(r[2])) for r in rows if first <= int(r[0]) <= last}
     seconds = list(range(first, last + 1))
     arrivals = [sum(per_second.get(s, (0, 0))) for s in seconds]
     accepted = [per_second.get(s, (0, 0))[0] for s in seconds]
     windows = [sum(arrivals[i : i + WINDOW]) / WINDOW for i in range(max(1, len(seconds) - WINDOW + 1))]
-    inner = accepted[1:-1] if len(accepted) > 2 else accepted  # whole seconds only
+
+    def utilisation(until: float) -> float:
+        # whole seconds only: after the start's partial second, before the end's partial second
+        inner = [accepted[i] for i, s in enumerate(seconds) if first < s < int(until)]
+        return sum(inner) / (limit * len(inner)) if inner else float("nan")
+
     timeline = " ".join(
         f"{acc}" + (f"+{arr - acc}" if arr > acc else "") for acc, arr in zip(accepted, arrivals, strict=True)
     )
     return {
         "timeline": timeline,
         "max_window_rate": max(windows) if windows else 0.0,
-        "max_window_accepted": max(
-            (sum(accepted[i : i + WINDOW]) / WINDOW for i in range(max(1, len(seconds) - WINDOW + 1))),
-            default=0.0,
-        ),
-        "utilisation": (sum(inner) / (limit * len(inner))) if inner else 0.0,
-        "seconds": float(len(inner)),
+        "utilisation_all_busy": utilisation(first_done),
+        "utilisation": utilisation(end_at),
+        "busy_seconds": max(0, int(first_done) - first - 1),
     }
 
 
@@ -96,6 +102,7 @@ def one_round(emu: Any, work: Path, kind: str, points: int, tag: str) -> dict[st
         start_at = harness.release_together(ready, go_file, procs)
         results = [harness.collect(p, log, timeout=1800) for p, log in zip(procs, logs, strict=True)]
         end_at = max(float(r["finished_at"]) for r in results)
+        first_done = min(float(r["finished_at"]) for r in results)
         time.sleep(1.1)  # let the last second's row complete
         after = harness.stats(emu)
     emu.set_faults(rate_limit=None, fault_rate=0.0)
@@ -108,12 +115,17 @@ def one_round(emu: Any, work: Path, kind: str, points: int, tag: str) -> dict[st
     )
     requests = harness.delta(before, after, "requests_total")
     throttled = harness.delta(before, after, "throttled_total")
-    figures = window_figures(after.get("requests_per_second") or [], start_at, end_at, LIMIT)
+    routes = harness.route_deltas(before, after)
+    # Requests the emulator answers outside its limit (spec documents, OAuth token refresh).
+    exempt = sum(n for route, n in routes.items() if route in EXEMPT_ROUTES)
+    figures = window_figures(after.get("requests_per_second") or [], start_at, first_done, end_at, LIMIT)
     return {
         "time": end_at - start_at,
         "requests": requests,
         "throttled": throttled,
         "share_429": harness.ratio(throttled, requests),
+        "exempt": exempt,
+        "all_rate": requests / (end_at - start_at),
         **figures,
         # a process that never got a run lost all its points
         "lost": check["missing"] + check["wrong_values"] + sum(points for r in results if not r["run_id"]),
@@ -158,7 +170,11 @@ def run(opts: harness.Options) -> harness.Section:
                 f"({max(r['share_429'] for r in runs) * 100:.2f}% worst)",
                 f"{max(r['max_window_rate'] for r in runs):.1f} req/s "
                 f"({(max(r['max_window_rate'] for r in runs) / LIMIT - 1) * 100:+.0f}%)",
+                f"{min(r['utilisation_all_busy'] for r in runs) * 100:.0f}% "
+                f"({min(r['busy_seconds'] for r in runs)} s)",
                 f"{min(r['utilisation'] for r in runs) * 100:.0f}%",
+                f"{harness.median([r['all_rate'] for r in runs]):.1f} req/s "
+                f"({harness.median([r['exempt'] for r in runs]):.0f} exempt)",
                 f"{sum(r['lost'] for r in runs)} / {sum(r['duplicates'] for r in runs)}",
                 "; ".join(sorted({e for r in runs for e in r["errors"]}))[:300] or "none",
             ]
@@ -170,7 +186,9 @@ def run(opts: harness.Options) -> harness.Section:
             "Requests (server)",
             "429s (worst share)",
             "Busiest 5 s arrival rate (vs limit)",
-            "Budget used while work remained (worst)",
+            "Budget used while every process had work (worst; whole seconds)",
+            "Budget used until the last process was done (worst)",
+            "All requests per second incl. those outside the emulator's limit",
             "Lost / duplicated points (read back)",
             "Client errors",
         ],
@@ -184,7 +202,7 @@ def run(opts: harness.Options) -> harness.Section:
         runs = results[label]
         share = max(r["share_429"] for r in runs)
         peak = max(r["max_window_rate"] for r in runs)
-        util = min(r["utilisation"] for r in runs)
+        util = min(r["utilisation_all_busy"] for r in runs)
         bad = sum(r["lost"] + r["duplicates"] for r in runs)
         short = label.split(",")[1].strip()
         section.verdict(f"{short}: 429s <= 1% of requests", f"{share * 100:.2f}%", share <= MAX_429_SHARE)
@@ -199,15 +217,21 @@ def run(opts: harness.Options) -> harness.Section:
             util >= MIN_UTILISATION,
             ""
             if util >= MIN_UTILISATION
-            else "the limiter allows floor(20) per 1.1 s (91% at best); the rest is idle time between a "
-            "process's dependent requests (bootstrap, resume read, the async sender's flush period)",
+            else "the hook's limiter admits floor(20) requests per 1.1 s window (91% of the budget at "
+            f"best) and spends permits on requests the emulator does not count against its limit "
+            f"(spec documents, OAuth refresh: {harness.median([r['exempt'] for r in runs]):.0f} of "
+            f"{harness.median([r['requests'] for r in runs]):.0f} requests here, mostly while the "
+            "processes start); the per-second timeline shows the ramp-up",
         )
         section.verdict(f"{short}: zero points lost or duplicated (read back)", f"{bad} bad points", bad == 0)
     section.note(
         "Time runs from the common start (every process imported and waiting) to the last process "
         "done. 'Busiest 5 s arrival rate' counts every budgeted request that reached the emulator "
         "(accepted and throttled) in the worst 5 s window; 'budget used' is accepted requests over "
-        f"{LIMIT:.0f}/s across the whole seconds between the start and the last process's end. The "
+        f"{LIMIT:.0f}/s across the whole seconds from the start until the first process finished "
+        "(every process still had requests to send, so demand exceeded the budget: the target's "
+        "'while work remains'), and until the last one finished (the tail, where one process's "
+        "sequential requests cannot use the whole budget). The "
         "plain client retries 429s itself (it reads only the first digit of Retry-After)."
     )
     return section
