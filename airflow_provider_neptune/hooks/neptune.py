@@ -43,6 +43,7 @@ from airflow_provider_neptune.hooks.settings import (
 if TYPE_CHECKING:
     import neptune
 
+POOL.drain = delivery.wait_drained
 MAX_CUSTOM_RUN_ID_LENGTH = 36
 #: Points per ``extend()`` call (the client splits them into operations of 100 points).
 EXTEND_BATCH = 1000
@@ -686,38 +687,44 @@ class NeptuneHook(BaseHook):
         )
 
     def stop_run(self, run_id: str, *, timeout: float = 60.0) -> None:
-        """Stop this process's handles of a run within ``timeout``; raises if data would be left unsent."""
+        """Stop this process's handles of a run within ``timeout``; raises if data would be left unsent.
+
+        At most 70% of the time goes to waiting for delivery, the rest to the client's ``stop()``, so its
+        background thread gets time to finish a request in flight before the client closes its files.
+        """
         deadline = time.monotonic() + timeout
         before = self.counters
         scope = self._scope()
         stopped = 0
+        problems: list[NeptuneDeliveryError] = []
         for mode in ("async", "sync", "offline", "read-only", "debug"):
             run = POOL.get((*scope, mode, "id", run_id))
             if run is None or not POOL.remove(run):
                 continue
             stopped += 1
-            problem: NeptuneDeliveryError | None = None
             if mode in ("async", "sync"):
                 try:
-                    self.wait_for_delivery(run, timeout=max(0.0, deadline - time.monotonic()))
+                    self.wait_for_delivery(run, timeout=max(0.0, 0.7 * (deadline - time.monotonic())))
                 except NeptuneDeliveryError as exc:
-                    problem = exc
+                    problems.append(exc)
             path = delivery.queue_path(run)
-            run.stop(seconds=max(0.1, deadline - time.monotonic()))
+            run.stop(seconds=max(1.0, deadline - time.monotonic()))
             left = delivery.pending_operations(run)
-            if problem is not None:
-                raise problem
-            if left and mode != "offline":
-                raise NeptuneDeliveryError(
-                    f"Neptune run {run_id} stopped with {left} operation(s) unsent. Unsent data lies on disk "
-                    f"at {path}{delivery.sync_hint(path)}",
-                    run_id=run_id,
-                    queue_path=path,
+            if left and mode != "offline" and not problems:
+                problems.append(
+                    NeptuneDeliveryError(
+                        f"Neptune run {run_id} stopped with {left} operation(s) unsent. Unsent data lies on "
+                        f"disk at {path}{delivery.sync_hint(path)}",
+                        run_id=run_id,
+                        queue_path=path,
+                    )
                 )
         if not stopped:
             self.log.info("Neptune run %s is not open in this process; nothing to stop", run_id)
         after = self.counters
         self._report(f"stop_run {run_id}", {k: after[k] - before[k] for k in COUNTER_KEYS})
+        if problems:
+            raise problems[0]
 
     # ------------------------------------------------------------------ reads
 

@@ -49,6 +49,8 @@ class RunPool:
         self._lock = threading.RLock()
         self._opening: dict[PoolKey, threading.Lock] = {}
         self._pid = os.getpid()
+        #: Called as ``drain(run, seconds)`` before a handle is stopped (the hook waits for its queue).
+        self.drain: Callable[[Any, float], Any] | None = None
         self.opened = 0
         self.reused = 0
         self.closed = 0
@@ -178,6 +180,11 @@ class RunPool:
 
     def _stop(self, run: Any, seconds: float) -> None:
         try:
+            if self.drain is not None:
+                # Drain first, so stop() does not close the queue under a request still in flight.
+                deadline = time.monotonic() + seconds
+                self.drain(run, 0.7 * seconds)
+                seconds = max(1.0, deadline - time.monotonic())
             run.stop(seconds=seconds)
         except Exception:  # stopping one handle must not prevent closing the others
             log.warning("Stopping a pooled Neptune run handle failed", exc_info=True)

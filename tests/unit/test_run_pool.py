@@ -140,3 +140,17 @@ def test_remove_takes_a_handle_out_without_stopping() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError, match="capacity"):
         RunPool(capacity=0)
+
+
+def test_handles_are_drained_before_they_are_stopped() -> None:
+    pool = RunPool()
+    order: list[str] = []
+
+    class Recorded(FakeRun):
+        def stop(self, *, seconds: float | None = None) -> None:
+            order.append(f"stop {seconds is not None and seconds >= 1.0}")
+
+    pool.drain = lambda run, seconds: order.append(f"drain {seconds:.1f}")
+    pool.release(pool.acquire(("id", "D"), lambda: Recorded("D"), _aliases))
+    pool.close_all(seconds=10)
+    assert order == ["drain 7.0", "stop True"]
