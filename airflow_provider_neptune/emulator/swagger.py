@@ -122,6 +122,11 @@ DEFINITIONS: JSON = {
         trashed=_B,
         customId=_S,
     ),
+    # The client sends its git info as a model with a date-time field: without this schema bravado
+    # would try to JSON-encode a datetime and init_run() in a git checkout would fail.
+    "GitCommit": _model(commitId=_S, message=_S, authorName=_S, authorEmail=_S, commitDate=_DT),
+    "GitInfo": _model(commit=_ref("GitCommit"), repositoryDirty=_B, currentBranch=_S, remotes=_list(_S)),
+    "ExperimentCreationParams": {**_model(gitInfo=_ref("GitInfo")), "additionalProperties": True},
     "FloatAttribute": _model(attributeName=_S, attributeType=_S, value=_N),
     "IntAttribute": _model(attributeName=_S, attributeType=_S, value=_I),
     "BoolAttribute": _model(attributeName=_S, attributeType=_S, value=_B),
@@ -230,7 +235,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         "POST",
         f"{_LB}/experiments",
         "createExperiment",
-        (_body("experimentCreationParams", {"type": "object"}), _h("X-Neptune-CliVersion")),
+        (_body("experimentCreationParams", _ref("ExperimentCreationParams")), _h("X-Neptune-CliVersion")),
         _ref("Experiment"),
     ),
     RouteSpec("leaderboard", "GET", f"{_LB}/experiments", "getExperiment", (_EXP,), _ref("Experiment")),
