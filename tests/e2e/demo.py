@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _python() -> str:
+    """This interpreter, relative to the repository when it is the repository's venv."""
+    executable = Path(sys.executable)
+    return str(executable.relative_to(REPO)) if executable.is_relative_to(REPO) else str(executable)
+
+
 def _ok(flag: bool) -> str:
     return "ok" if flag else "FAILED"
 
@@ -120,7 +126,7 @@ def report(
         "Where to look:",
         f"  Airflow home:        {stack.home} (task logs in logs/, component logs in component-logs/)",
         f"  Emulator data:       {scenario.home / 'emulator'}",
-        "  Browse the runs:     python -m airflow_provider_neptune.emulator --port 5050 --data-dir "
+        f"  Browse the runs:     {_python()} -m airflow_provider_neptune.emulator --port 5050 --data-dir "
         f"{scenario.home / 'emulator'}",
         "                       then open http://127.0.0.1:5050/ (runs: "
         + ", ".join(f"/{settings.project}/e/{snap.sys_id}" for snap in snapshots)
