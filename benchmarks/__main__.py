@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run the chosen benchmarks, merge their sections into RESULTS.md."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__,
         epilog="Benchmarks: " + "; ".join(f"{name} ({title})" for name, title in harness.TITLES.items()),
     )

@@ -516,7 +516,11 @@ def options_from(args: argparse.Namespace) -> Options:
 
 def standalone(name: str, doc: str, run: Callable[[Options], Section]) -> None:
     """Command line of one benchmark module: run it and update its section of RESULTS.md."""
-    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}", description=doc)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m benchmarks.{name}",
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     opts = options_from(parser.parse_args())
     section = run(opts)
