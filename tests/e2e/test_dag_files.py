@@ -1,13 +1,16 @@
 """Every DAG in dags/ loads in a DagBag with no import errors, no provider warnings and no neptune import,
-and follows the house rules (doc_md, owners, retries with exponential backoff, the neptune_api pool).
+and follows the house rules (doc_md, owners, retries with exponential backoff, the neptune_api pool);
+plus the example pipeline's small numpy model.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -132,3 +135,48 @@ def test_training_pipeline_shape(dagbag: dict[str, Any]) -> None:
     assert tasks["experiment.train"]["module"] != "airflow_provider_neptune", (
         "training itself needs no API slot"
     )
+
+
+@pytest.fixture(scope="module")
+def example_model() -> Any:
+    """The pipeline's training helper, imported the way Airflow does (dags/ on sys.path)."""
+    spec = importlib.util.spec_from_file_location(
+        "neptune_example_model", REPO / "dags" / "neptune_example_model.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_model_checkpoints_evenly_and_ends_on_the_final_epoch(example_model: Any) -> None:
+    assert example_model.checkpoint_epochs(8, 3) == [3, 6, 8]
+    assert example_model.checkpoint_epochs(3, 3) == [1, 2, 3]
+    with pytest.raises(ValueError, match="slots"):
+        example_model.checkpoint_epochs(2, 3)
+
+
+def test_example_model_rejects_unknown_settings(example_model: Any) -> None:
+    with pytest.raises(ValueError, match=r"unknown training setting\(s\) \['lr'\]"):
+        example_model.TrainingConfig.from_mapping({"name": "x", "learning_rate": 0.1, "lr": 1})
+    with pytest.raises(ValueError, match="epochs >= 1"):
+        example_model.TrainingConfig.from_mapping({"name": "x", "learning_rate": 0.1, "epochs": 0})
+
+
+def test_example_model_trains_deterministically(example_model: Any, tmp_path: Path) -> None:
+    config = example_model.TrainingConfig(name="t", learning_rate=0.1, epochs=6, samples=200)
+    first = example_model.train(config, tmp_path / "a", [2, 4, 6])
+    second = example_model.train(config, tmp_path / "b", [2, 4, 6])
+    metrics = json.loads(Path(first["metrics_path"]).read_text())
+    assert metrics == json.loads(Path(second["metrics_path"]).read_text()), "same seed, same curves"
+    assert set(metrics) == set(example_model.METRIC_NAMES)
+    assert all(len(values) == 6 for values in metrics.values())
+    assert first["steps"] == [1, 2, 3, 4, 5, 6]
+    assert [c["epoch"] for c in first["checkpoints"]] == [2, 4, 6]
+    assert [c["score"] for c in first["checkpoints"]] == [metrics["val/accuracy"][e - 1] for e in (2, 4, 6)]
+    assert all(Path(c["path"]).stat().st_size > 0 for c in first["checkpoints"])
+    # The model learns something: better than chance on held-out data, loss going down.
+    assert first["best_val_accuracy"] > 0.6
+    assert metrics["train/loss"][-1] < metrics["train/loss"][0]
