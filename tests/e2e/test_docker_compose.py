@@ -373,6 +373,7 @@ def test_init_creates_the_pool_and_a_connection_the_hook_accepts(
     # Celery uses database 0 of the same Redis; the budget keeps to its own database.
     assert storage.path not in ("", "/", "/0")
 
+    from airflow_provider_neptune.hooks.limiter import close_budgets
     from airflow_provider_neptune.hooks.neptune import NeptuneHook
 
     # With the services' TLS settings the hook reaches the emulator and the token is accepted.
@@ -390,6 +391,8 @@ def test_init_creates_the_pool_and_a_connection_the_hook_accepts(
         assert ok, message
     finally:
         hook.close()
+        # Stop the budget's background thread while its Redis is still up.
+        close_budgets()
 
 
 def test_the_emulator_service_stops_cleanly(compose_emulator: dict[str, Any]) -> None:
