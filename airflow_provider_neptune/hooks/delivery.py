@@ -144,6 +144,40 @@ def pending_operations(run: Any) -> int:
     return max(0, int(processor._last_version) - int(processor._consumed_version))
 
 
+def defer_close(run: Any) -> None:
+    """Make the client's ``stop()`` close the async queue only once its thread has ended.
+
+    A bounded ``stop(seconds=...)`` closes the queue files even when the background thread is still
+    inside a request; when that request then succeeds, the thread writes its acknowledgement to a
+    closed file and dies with ``ValueError`` (and the queue on disk no longer says what was sent).
+    Deferring the close to a small watcher thread keeps the files consistent for ``neptune sync``.
+    """
+    processor = real_processor(run)
+    consumer = getattr(processor, "_consumer", None)
+    if processor is None or consumer is None or not consumer.is_alive():
+        return
+    if getattr(processor, "_neptune_provider_close_deferred", False):
+        return
+    original_close = processor.close
+
+    def close_when_thread_ends() -> None:
+        def wait_then_close() -> None:
+            consumer.join()
+            original_close()
+
+        threading.Thread(target=wait_then_close, name="NeptuneProviderDeferredClose", daemon=True).start()
+
+    processor.close = close_when_thread_ends
+    processor._neptune_provider_close_deferred = True
+
+
+def prepare_stop(run: Any, seconds: float) -> DrainResult:
+    """Before a bounded stop: wait (bounded) for the queue, and defer closing it behind the thread."""
+    result = wait_drained(run, seconds)
+    defer_close(run)
+    return result
+
+
 @dataclass
 class DrainResult:
     """Outcome of waiting for the async queue."""

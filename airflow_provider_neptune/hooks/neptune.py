@@ -43,7 +43,7 @@ from airflow_provider_neptune.hooks.settings import (
 if TYPE_CHECKING:
     import neptune
 
-POOL.drain = delivery.wait_drained
+POOL.drain = delivery.prepare_stop
 MAX_CUSTOM_RUN_ID_LENGTH = 36
 #: Points per ``extend()`` call (the client splits them into operations of 100 points).
 EXTEND_BATCH = 1000
@@ -708,6 +708,7 @@ class NeptuneHook(BaseHook):
                 except NeptuneDeliveryError as exc:
                     problems.append(exc)
             path = delivery.queue_path(run)
+            delivery.defer_close(run)
             run.stop(seconds=max(1.0, deadline - time.monotonic()))
             left = delivery.pending_operations(run)
             if left and mode != "offline" and not problems:

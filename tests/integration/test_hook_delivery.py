@@ -117,3 +117,31 @@ def test_throttling_without_a_budget_is_retried_counted_and_complete(
     assert summary["points_sent"] == 20
     for name in metrics:
         assert hook.fetch_series(run_id, name) == [(float(v), float(v)) for v in range(5)]
+
+
+def test_bounded_stop_of_a_stuck_queue_raises_and_the_thread_ends_cleanly(
+    neptune_hook_factory: Any, neptune_emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    from airflow_provider_neptune.hooks import delivery
+
+    crashes: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashes.append(repr(args.exc_value)))
+    hook = neptune_hook_factory(mode="async", retry_count=1)
+    run_id = hook.create_run(custom_run_id=_cid())
+    with hook.get_run(run_id) as run:
+        consumer = delivery.consumer_of(run)
+    neptune_emulator.set_faults(fault_rate=1.0)  # the server fails every request
+    with pytest.raises(NeptuneDeliveryError, match="still unsent"):
+        hook.log_metrics(run_id, {"stuck": [1.0, 2.0]}, resume=False, delivery_timeout=2)
+    with pytest.raises(NeptuneDeliveryError, match="unsent") as info:
+        hook.stop_run(run_id, timeout=3)
+    assert info.value.queue_path
+    neptune_emulator.set_faults(fault_rate=0.0)
+    deadline = time.monotonic() + 90
+    while consumer.is_alive():  # the client's own retry finishes its request, then the thread ends
+        assert time.monotonic() < deadline, "the async thread did not end"
+        time.sleep(0.1)
+    assert crashes == []  # no write to a closed queue file
