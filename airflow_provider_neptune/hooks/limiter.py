@@ -72,6 +72,7 @@ class RequestBudget:
 
     def __init__(self, key: str, rate_per_second: float, storage: str, *, margin_ms: int = WINDOW_MARGIN_MS):
         self.key = key
+        self.pid = os.getpid()
         self.rate_per_second = rate_per_second
         self.storage = storage
         self.kind = storage_kind(storage)

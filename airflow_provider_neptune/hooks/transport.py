@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +37,12 @@ import requests
 from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState
 
-from airflow_provider_neptune.hooks.limiter import DEFAULT_ACQUIRE_TIMEOUT, BudgetTimeout, RequestBudget
+from airflow_provider_neptune.hooks.limiter import (
+    DEFAULT_ACQUIRE_TIMEOUT,
+    BudgetTimeout,
+    RequestBudget,
+    get_budget,
+)
 from airflow_provider_neptune.hooks.retry import (
     AUTH_STATUSES,
     RetryPolicy,
@@ -158,8 +164,14 @@ class OriginPolicy:
         """INFO when the connection asked for DEBUG (so the lines reach the task log), else DEBUG."""
         return logging.INFO if self.log_requests else logging.DEBUG
 
+    def _own_budget(self) -> None:
+        """After a fork, switch to this process's budget (same key, rate and store, own connections)."""
+        if self.budget is not None and self.budget.pid != os.getpid():
+            self.budget = get_budget(self.budget.key, self.budget.rate_per_second, self.budget.storage)
+
     def before_websocket(self, url: str) -> None:
         """Take a budget permit and count a websocket handshake (the client retries it itself)."""
+        self._own_budget()
         if self.budget is not None:
             try:
                 self.budget.acquire(self.acquire_timeout)
@@ -181,6 +193,8 @@ class OriginPolicy:
         body = _Body(request.body)
         size = _body_size(request.body)
         what = _describe(request)
+
+        self._own_budget()
 
         def attempt() -> requests.Response:
             if self.budget is not None:

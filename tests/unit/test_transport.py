@@ -291,3 +291,35 @@ def test_websocket_handshake_takes_a_permit(stub: tuple[str, Script]) -> None:
         assert policy.counters.snapshot()["requests"] == 0
     finally:
         budget.close()
+
+
+def _child_budget_pid(url: str, queue: Any) -> None:
+    response = requests.get(url + "/api/forked", timeout=5)
+    policy = transport.policy_for_url(url)
+    assert policy is not None
+    assert policy.budget is not None
+    queue.put((response.status_code, policy.budget.pid))
+
+
+def test_a_forked_process_uses_its_own_budget(stub: tuple[str, Script]) -> None:
+    import multiprocessing
+    import os
+
+    from airflow_provider_neptune.hooks.limiter import close_budgets, get_budget
+
+    url, _ = stub
+    budget = get_budget("neptune-fork-test", 50, "memory")
+    try:
+        _register(url, budget=budget)
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_child_budget_pid, args=(url, queue))
+        child.start()
+        status, pid = queue.get(timeout=30)
+        child.join(30)
+        assert status == 200
+        assert pid == child.pid != os.getpid()
+        assert budget is not None
+        assert budget.pid == os.getpid()
+    finally:
+        close_budgets()
