@@ -94,6 +94,11 @@ def report(
     gated = sum(len(upload["skipped"]) for upload in uploads)
     consistent = points_read == points_sent and uploaded == kept + deleted
     stack, settings = scenario.stack, scenario.settings
+    task_retries = sum(
+        max(0, int(ti["try_number"]) - 1)
+        for dag_id, run_id in scenario.dag_runs.items()
+        for ti in stack.task_instances(dag_id, run_id)
+    )
     lines = [
         f"Neptune demo finished in {seconds:.0f} s: every DAG run succeeded.",
         "",
@@ -117,7 +122,7 @@ def report(
         f"{settings.emulator_rate_limit} req/s; the connection's budget {settings.budget_per_second} req/s)",
         f"HTTP 429s:        {stats['throttled_total']}",
         f"Injected faults:  {stats.get('faults_injected_total', 0)}",
-        f"Client retries:   {retries} (log tasks)",
+        f"Retries:          {retries} HTTP retries inside the log tasks; {task_retries} Airflow task retries",
         f"Checkpoints:      {uploaded} uploaded, {gated} held back by the gate (best "
         f"{settings.checkpoint_top_k} so far); clean-up kept {kept} and deleted {deleted} "
         f"({retention.get('bytes_freed', 0)} bytes freed; {uploaded} = {kept} + {deleted}: "

@@ -179,6 +179,17 @@ class Scenario:
         )
         return [self.xcom(TRAINING_DAG, task_id, index) for task_id, index in uploads]
 
+    @contextlib.contextmanager
+    def verification(self) -> Iterator[None]:
+        """Lift the emulator's rate limit and faults while the test itself reads (not the experiment)."""
+        self.emulator.set_faults(rate_limit=None, fault_rate=0.0)
+        try:
+            yield
+        finally:
+            self.emulator.set_faults(
+                rate_limit=self.settings.emulator_rate_limit, fault_rate=self.settings.fault_rate
+            )
+
     def inactive_runs(self) -> set[str]:
         """sys/ids of the project's inactive runs, from the runs table (the client cannot fetch sys/state)."""
         import neptune
@@ -186,13 +197,17 @@ class Scenario:
         os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
         logging.getLogger("neptune").setLevel(logging.WARNING)
         project, token = self.settings.project, self.emulator.api_token
-        with neptune.init_project(project=project, api_token=token, mode="read-only") as handle:
+        with (
+            self.verification(),
+            neptune.init_project(project=project, api_token=token, mode="read-only") as handle,
+        ):
             table = handle.fetch_runs_table(state="inactive", columns=["sys/id"]).to_pandas()
         return set(table["sys/id"]) if len(table) else set()
 
     def read_run(self, sys_id: str) -> RunSnapshot:
         """Read a run back with the plain neptune client in read-only mode."""
-        return read_run(self.emulator.api_token, self.settings.project, sys_id, self.home / "downloads")
+        with self.verification():
+            return read_run(self.emulator.api_token, self.settings.project, sys_id, self.home / "downloads")
 
     def pool_intervals(self, dag_id: str) -> list[tuple[Any, Any]]:
         """[start, end] of every task instance that ran in the neptune_api pool (deferrable sensors aside)."""
