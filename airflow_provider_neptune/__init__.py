@@ -88,9 +88,14 @@ _CONN_FIELDS: dict[str, Any] = {
     "rate_limit_storage": _field(
         "Rate limit storage",
         "string",
-        "Where the shared budget lives: memory (one process), a file path (one host) or redis://... (all hosts).",
+        "Where the shared budget lives: memory (one process), an absolute file path (one host) "
+        "or redis://... (all hosts).",
     ),
-    "retry_count": _field("Retry count", "integer", "Tries per request for retryable failures."),
+    "retry_count": _field(
+        "Retry count",
+        "integer",
+        "Retries per request after the first try (connection errors, 408, 429, 5xx).",
+    ),
     "retry_backoff": _field("Retry backoff (s)", "number", "Base of the exponential backoff, in seconds."),
     "request_timeout": _field("Request timeout (s)", "number", "Timeout of one HTTP request, in seconds."),
     "logging_level": _field(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,9 +33,9 @@ for _name in list(os.environ):
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> Iterator[Path]:
+def airflow_db() -> Path:
     """Create the Airflow metadata DB once per session (needed by dag.test())."""
     from airflow.utils import db
 
     db.initdb()
-    yield _AIRFLOW_HOME
+    return _AIRFLOW_HOME

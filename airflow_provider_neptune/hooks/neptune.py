@@ -921,10 +921,15 @@ class NeptuneHook(BaseHook):
         return f"{base}/{workspace}/{project}/e/{run_id}"
 
     def close(self) -> None:
-        """Stop the idle pooled handles of this hook's server, token and project."""
-        if self._settings is None:
-            return
-        scope = self._scope()
+        """Stop the idle pooled handles of this hook's server, token and project.
+
+        Resolves the settings when this hook has not yet done so: a fresh hook for the same connection
+        must close the handles an earlier hook (or task) opened.
+        """
+        try:
+            scope = self._scope()
+        except NeptuneSettingsError:
+            return  # no usable connection: nothing of it can be in the pool
         POOL.close_where(lambda key: tuple(key[:3]) == scope)
 
     # ------------------------------------------------------------------ connection form (older 3.x UIs)
