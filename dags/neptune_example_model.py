@@ -89,9 +89,10 @@ def checkpoint_epochs(epochs: int, slots: int) -> list[int]:
 def train(config: TrainingConfig, out_dir: Path, checkpoint_at: Sequence[int]) -> dict[str, Any]:
     """Train with mini-batch gradient descent; write per-epoch metrics (JSON) and checkpoint files.
 
-    Steps are epoch numbers starting at 1. Returns the metrics file, the epochs as steps, one
-    checkpoint record (path, epoch, validation accuracy as score) per epoch in ``checkpoint_at``,
-    and the best and final validation accuracy.
+    Steps are epoch numbers starting at 1. Returns the metrics files (``metrics_paths``: one JSON
+    file for the ``train/`` series, one for the ``val/`` series), the epochs as steps, one checkpoint
+    record (path, epoch, validation accuracy as score) per epoch in ``checkpoint_at``, and the best
+    and final validation accuracy.
     """
     import numpy as np
 
@@ -120,10 +121,13 @@ def train(config: TrainingConfig, out_dir: Path, checkpoint_at: Sequence[int]) -
             path = out_dir / f"checkpoint-epoch{epoch:03d}.npz"
             np.savez(path, weights=weights, bias=np.array([bias]), epoch=np.array([epoch]))
             checkpoints.append({"path": str(path), "epoch": epoch, "score": round(val_acc, 6)})
-    metrics_path = out_dir / "metrics.json"
-    metrics_path.write_text(json.dumps(history))
+    metrics_paths = {}
+    for split in ("train", "val"):
+        path = out_dir / f"metrics-{split}.json"
+        path.write_text(json.dumps({k: v for k, v in history.items() if k.startswith(f"{split}/")}))
+        metrics_paths[split] = str(path)
     return {
-        "metrics_path": str(metrics_path),
+        "metrics_paths": metrics_paths,
         "steps": list(range(1, config.epochs + 1)),
         "checkpoints": checkpoints,
         "best_val_accuracy": max(history["val/accuracy"]),

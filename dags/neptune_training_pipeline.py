@@ -7,13 +7,16 @@ tracks each training as its own Neptune run. Per hyper-parameter set, in a mappe
 1. `create_run`: one Neptune run per set and DAG run (deterministic custom run id: a retried task
    reopens the same run), the DAG params recorded under `parameters/`.
 2. `train`: the model, writing per-epoch metrics (`train/loss`, `train/accuracy`, `val/loss`,
-   `val/accuracy`) to a JSON file and checkpoints at three evenly spaced epochs (the last one is final).
-3. `log_metrics`: every series in batched requests; a retry resumes after the server's last step.
+   `val/accuracy`) to JSON files and checkpoints at three evenly spaced epochs (the last is final).
+3. `log_metrics`: the training curves in batched requests; a retry resumes after the server's
+   last step, so no point is sent twice.
 4. `upload_checkpoint_<k>`: gated uploads, in epoch order: a checkpoint is uploaded only when its
    validation accuracy is among the best `checkpoint_top_k` so far in that run.
-5. `wait_for_val_accuracy`: a deferrable sensor that waits in the triggerer (no worker slot) until
-   the run's `val/accuracy` reaches `min_val_accuracy`; it starts as soon as the run exists.
-6. `stop_run`: final summary fields, then a bounded stop that fails if any data was left unsent.
+5. `log_val_metrics`: the validation curves, last, so that whoever sees `val/accuracy` (a model
+   registry, the gate below) can rely on the run's checkpoints being stored.
+6. `wait_for_val_accuracy`: a deferrable sensor, the quality gate: it starts as soon as the run
+   exists and waits in the triggerer (no worker slot) until `val/accuracy` reaches `min_val_accuracy`.
+7. `stop_run`: final summary fields, then a bounded stop that fails if any data was left unsent.
 
 `validate_environment` runs first: package versions, the connection, the client's data directory.
 
@@ -74,7 +77,8 @@ def train(config: dict[str, Any]) -> dict[str, Any]:
     out_dir = base / context["run_id"].replace(":", "_").replace("+", "_") / settings.name
     result = fit(settings, out_dir, checkpoint_epochs(settings.epochs, CHECKPOINT_SLOTS))
     outputs: dict[str, Any] = {
-        "metrics_path": result["metrics_path"],
+        "train_metrics_path": result["metrics_paths"]["train"],
+        "val_metrics_path": result["metrics_paths"]["val"],
         "steps": result["steps"],
         "summary": {
             "training": {
@@ -109,7 +113,7 @@ def experiment(name: str, config: dict[str, Any]) -> None:
     log_metrics = NeptuneLogMetricsOperator(
         task_id="log_metrics",
         run_id=run_id,
-        metrics_path=trained["metrics_path"],
+        metrics_path=trained["train_metrics_path"],
         steps=trained["steps"],
     )
     uploads = [
@@ -126,6 +130,13 @@ def experiment(name: str, config: dict[str, Any]) -> None:
         )
         for slot in range(1, CHECKPOINT_SLOTS + 1)
     ]
+    # Validation results go out last: whoever sees val/accuracy can rely on the checkpoints being stored.
+    log_val_metrics = NeptuneLogMetricsOperator(
+        task_id="log_val_metrics",
+        run_id=run_id,
+        metrics_path=trained["val_metrics_path"],
+        steps=trained["steps"],
+    )
     wait = NeptuneMetricSensor(
         task_id="wait_for_val_accuracy",
         run_id=run_id,
@@ -143,7 +154,7 @@ def experiment(name: str, config: dict[str, Any]) -> None:
     )
     stop = NeptuneStopRunOperator(task_id="stop_run", run_id=run_id, final_fields=trained["summary"])
     create_run >> [trained, wait]
-    chain(trained, log_metrics, *uploads, stop)
+    chain(trained, log_metrics, *uploads, log_val_metrics, stop)
     wait >> stop
 
 

@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.scenario import (
-    LOG_TASK,
     RETENTION_DAG,
     RETENTION_TASK,
-    TRAINING_DAG,
     RunSnapshot,
     Scenario,
     ScenarioSettings,
@@ -82,7 +80,7 @@ def report(
 
     ``stats`` are taken when the DAG runs ended, before the read-back (which is not Airflow's traffic).
     """
-    log_summaries = [scenario.xcom(TRAINING_DAG, LOG_TASK, index) for index in range(len(snapshots))]
+    log_summaries = scenario.log_summaries()
     retention: dict[str, Any] = scenario.xcom(RETENTION_DAG, RETENTION_TASK)
     points_read = sum(snap.points for snap in snapshots)
     points_sent = sum(int(summary["points_sent"]) for summary in log_summaries)

@@ -32,7 +32,7 @@ GROUP = "experiment"
 SENSOR_TASK = f"{GROUP}.wait_for_val_accuracy"
 CREATE_TASK = f"{GROUP}.create_run"
 TRAIN_TASK = f"{GROUP}.train"
-LOG_TASK = f"{GROUP}.log_metrics"
+LOG_TASKS = (f"{GROUP}.log_metrics", f"{GROUP}.log_val_metrics")
 UPLOAD_PREFIX = f"{GROUP}.upload_checkpoint_"
 RETENTION_TASK = "prune_checkpoints"
 NAMESPACE = "checkpoints"
@@ -150,8 +150,13 @@ class Scenario:
         """What each mapped training task reported (metrics file, steps, checkpoint slots)."""
         results = []
         for index in range(self.mapped_count(TRAINING_DAG, TRAIN_TASK)):
-            keys = ["metrics_path", "steps", "summary"]
+            keys = ["train_metrics_path", "val_metrics_path", "steps", "summary"]
             result = {key: self.xcom(TRAINING_DAG, TRAIN_TASK, index, key) for key in keys}
+            # Every series the training wrote, from both files.
+            result["metrics"] = {
+                **json.loads(Path(result["train_metrics_path"]).read_text()),
+                **json.loads(Path(result["val_metrics_path"]).read_text()),
+            }
             slots = []
             slot = 1
             while True:
@@ -170,6 +175,11 @@ class Scenario:
             result["checkpoints"] = slots
             results.append(result)
         return results
+
+    def log_summaries(self) -> list[dict[str, Any]]:
+        """What every metric logging task reported (the hook's summary: points, requests, retries)."""
+        count = self.mapped_count(TRAINING_DAG, LOG_TASKS[0])
+        return [self.xcom(TRAINING_DAG, task, index) for task in LOG_TASKS for index in range(count)]
 
     def uploads(self) -> list[dict[str, Any]]:
         """What every gated upload task reported (``uploaded`` and ``skipped`` lists, bytes)."""

@@ -120,6 +120,7 @@ def test_training_pipeline_shape(dagbag: dict[str, Any]) -> None:
         "experiment.create_run",
         "experiment.train",
         "experiment.log_metrics",
+        "experiment.log_val_metrics",
         *(f"experiment.upload_checkpoint_{slot}" for slot in range(1, 4)),
         "experiment.wait_for_val_accuracy",
         "experiment.stop_run",
@@ -169,9 +170,15 @@ def test_example_model_trains_deterministically(example_model: Any, tmp_path: Pa
     config = example_model.TrainingConfig(name="t", learning_rate=0.1, epochs=6, samples=200)
     first = example_model.train(config, tmp_path / "a", [2, 4, 6])
     second = example_model.train(config, tmp_path / "b", [2, 4, 6])
-    metrics = json.loads(Path(first["metrics_path"]).read_text())
-    assert metrics == json.loads(Path(second["metrics_path"]).read_text()), "same seed, same curves"
+
+    def curves(result: dict[str, Any]) -> dict[str, list[float]]:
+        paths = result["metrics_paths"]
+        return {**json.loads(Path(paths["train"]).read_text()), **json.loads(Path(paths["val"]).read_text())}
+
+    metrics = curves(first)
+    assert metrics == curves(second), "same seed, same curves"
     assert set(metrics) == set(example_model.METRIC_NAMES)
+    assert set(json.loads(Path(first["metrics_paths"]["val"]).read_text())) == {"val/loss", "val/accuracy"}
     assert all(len(values) == 6 for values in metrics.values())
     assert first["steps"] == [1, 2, 3, 4, 5, 6]
     assert [c["epoch"] for c in first["checkpoints"]] == [2, 4, 6]

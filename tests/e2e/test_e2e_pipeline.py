@@ -5,7 +5,6 @@ against the emulator: what the emulator holds afterwards, deferral, the pool cap
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ import pytest
 
 from tests.e2e.scenario import (
     CREATE_TASK,
-    LOG_TASK,
     POOL,
     RETENTION_DAG,
     RETENTION_TASK,
@@ -96,7 +94,7 @@ def test_training_runs_hold_every_logged_point(training: dict[str, Any]) -> None
     assert len(snapshots) == 3
     assert len({snap.sys_id for snap in snapshots}) == 3, "one run per hyper-parameter set"
     for snap, result in zip(snapshots, results, strict=True):
-        logged = json.loads(Path(result["metrics_path"]).read_text())
+        logged = result["metrics"]
         steps = [float(step) for step in result["steps"]]
         assert set(logged) == set(SERIES)
         for path in SERIES:
@@ -136,8 +134,7 @@ def test_the_shared_budget_kept_throttling_rare(scenario: Scenario, training: di
     stats = training["stats"]
     assert stats["requests_total"] > 0
     assert stats["throttled_total"] <= 0.02 * stats["requests_total"], stats
-    summaries = [scenario.xcom(TRAINING_DAG, LOG_TASK, index) for index in range(3)]
-    points = sum(summary["points_sent"] for summary in summaries)
+    points = sum(summary["points_sent"] for summary in scenario.log_summaries())
     assert points == sum(snap.points for snap in training["snapshots"])
 
 
@@ -165,7 +162,7 @@ def test_the_pool_capped_concurrent_neptune_tasks(scenario: Scenario, training: 
     intervals = scenario.pool_intervals(TRAINING_DAG)
     tis = scenario.stack.task_instances(TRAINING_DAG, scenario.dag_runs[TRAINING_DAG])
     in_pool = [ti for ti in tis if ti["pool"] == POOL]
-    assert len(intervals) == len(in_pool) >= 1 + 3 * 6, "validate + create, log, 3 uploads, stop per set"
+    assert len(intervals) == len(in_pool) >= 1 + 3 * 7, "validate + create, 2 logs, 3 uploads, stop per set"
     assert {ti["task_id"] for ti in tis if ti["pool"] != POOL} == {SENSOR_TASK, "experiment.train"}
     peak = max_overlap(intervals)
     assert peak <= SETTINGS.pool_slots, (
