@@ -193,9 +193,16 @@ class Scenario:
     def verification(self) -> Iterator[None]:
         """Lift the emulator's rate limit and faults while the test itself reads (not the experiment)."""
         self.emulator.set_faults(rate_limit=None, fault_rate=0.0)
+        # The plain client talks http to the loopback emulator only with this set; restored after.
+        previous = os.environ.get("OAUTHLIB_INSECURE_TRANSPORT")
+        os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
         try:
             yield
         finally:
+            if previous is None:
+                os.environ.pop("OAUTHLIB_INSECURE_TRANSPORT", None)
+            else:
+                os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = previous
             self.emulator.set_faults(
                 rate_limit=self.settings.emulator_rate_limit, fault_rate=self.settings.fault_rate
             )
@@ -204,7 +211,6 @@ class Scenario:
         """sys/ids of the project's inactive runs, from the runs table (the client cannot fetch sys/state)."""
         import neptune
 
-        os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
         logging.getLogger("neptune").setLevel(logging.WARNING)
         project, token = self.settings.project, self.emulator.api_token
         with (
@@ -236,12 +242,14 @@ def _q(value: str) -> str:
 
 
 def read_run(api_token: str, project: str, sys_id: str, download_dir: Path) -> RunSnapshot:
-    """Every field, float series and checkpoint entry of one run, read with the unmodified client."""
+    """Every field, float series and checkpoint entry of one run, read with the unmodified client.
+
+    Plain http to the emulator needs OAUTHLIB_INSECURE_TRANSPORT=1 (Scenario.verification sets it).
+    """
     import neptune
     from neptune.attributes.atoms.file import File
     from neptune.attributes.series.float_series import FloatSeries
 
-    os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
     # The client announces every run it opens on stdout; reading back needs no such noise.
     logging.getLogger("neptune").setLevel(logging.WARNING)
     run = neptune.init_run(with_id=sys_id, project=project, api_token=api_token, mode="read-only")
