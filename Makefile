@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration e2e bench constraints redis clean
+.PHONY: demo test lint unit integration e2e bench constraints system-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,33 +14,38 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
-# Tests that need Redis start a real redis-server; install Debian's package when missing.
-redis:
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  echo "redis-server missing: installing Debian's redis-server package"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null; }
+# Tests start a real redis-server and validate docker-compose.yaml with docker-compose; install
+# Debian's packages when missing (never skip the tests that need them).
+SYSTEM_TOOLS := redis-server:redis-server docker-compose:docker-compose
+system-deps:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: $(STAMP) redis lint
+test: $(STAMP) system-deps lint
 	$(PY) -m pytest tests
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
-integration: $(STAMP) redis
+integration: $(STAMP) system-deps
 	$(PY) -m pytest tests/integration
 
-e2e: $(STAMP)
+e2e: $(STAMP) system-deps
 	$(PY) -m pytest tests/e2e
 
 demo: $(STAMP)
 	$(PY) -m tests.e2e.demo
 
-bench: $(STAMP) redis
+bench: $(STAMP) system-deps
 	$(PY) -m benchmarks --quick
 
 # Refresh the tested pins after changing dependencies (as Airflow publishes its constraints).

@@ -37,6 +37,7 @@ AIRFLOW_SERVICES = (
     "airflow-dag-processor",
     "airflow-triggerer",
     "airflow-worker",
+    "airflow-worker-training",
 )
 ALL_SERVICES = {"postgres", "redis", "neptune-emulator", "airflow-init", *AIRFLOW_SERVICES}
 IMAGE_SERVICES = ("neptune-emulator", "airflow-init", *AIRFLOW_SERVICES)
@@ -92,7 +93,8 @@ def test_airflow_services_share_the_provider_image_built_from_the_repo(
     assert _command(services["airflow-scheduler"]) == ["scheduler"]
     assert _command(services["airflow-dag-processor"]) == ["dag-processor"]
     assert _command(services["airflow-triggerer"]) == ["triggerer"]
-    assert _command(services["airflow-worker"]) == ["celery", "worker"]
+    assert _command(services["airflow-worker"]) == ["celery", "worker", "--queues", "default"]
+    assert _command(services["airflow-worker-training"]) == ["celery", "worker", "--queues", "training"]
 
 
 def test_celery_executor_postgres_and_redis(services: Mapping[str, Mapping[str, Any]]) -> None:
@@ -142,7 +144,8 @@ def test_health_checks_and_dependencies(services: Mapping[str, Mapping[str, Any]
     for name in AIRFLOW_SERVICES:
         assert _depends(services[name])["airflow-init"] == "service_completed_successfully", name
     # Workers run tasks through the api-server's execution API: it must be up first.
-    assert _depends(services["airflow-worker"])["airflow-apiserver"] == "service_healthy"
+    for worker in ("airflow-worker", "airflow-worker-training"):
+        assert _depends(services[worker])["airflow-apiserver"] == "service_healthy", worker
     assert not _depends(services["neptune-emulator"]), "the emulator needs nothing else"
     _assert_acyclic({name: set(_depends(service)) for name, service in services.items()})
 
@@ -175,6 +178,7 @@ def test_health_check_endpoints_match_the_services(services: Mapping[str, Mappin
     assert "--job-type DagProcessorJob" in test_text("airflow-dag-processor")
     assert "--job-type TriggererJob" in test_text("airflow-triggerer")
     assert "inspect ping" in test_text("airflow-worker")
+    assert "inspect ping" in test_text("airflow-worker-training")
     assert "--port 5050" in services["neptune-emulator"]["command"][0]
     assert "localhost:5050/_emulator/stats" in test_text("neptune-emulator")
     assert "NEPTUNE_API_TOKEN=" in test_text("neptune-emulator"), "healthy means the token is written too"
