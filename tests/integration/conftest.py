@@ -100,3 +100,12 @@ def neptune_hook_factory(
 
     yield make
     POOL.close_all(seconds=10)
+
+
+@pytest.fixture
+def emulator(neptune_emulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """The session emulator with NEPTUNE_* set for the plain client and a scratch working directory."""
+    for key, value in neptune_emulator.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    return neptune_emulator

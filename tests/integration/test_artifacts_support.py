@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_neptune.hooks.neptune import RUN_DEFAULTS as QUIET
+
 
 class TaskInstanceStub:
     """The task-instance surface the checkpoint operators use: identifiers and xcom_push."""
@@ -33,16 +35,6 @@ def use_emulator(monkeypatch: pytest.MonkeyPatch, emulator: Any, mode: str) -> N
     for key, value in emulator.env().items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("AIRFLOW_CONN_NEPTUNE_DEFAULT", emulator.airflow_conn_json(mode=mode))
-
-
-QUIET = {
-    "capture_stdout": False,
-    "capture_stderr": False,
-    "capture_hardware_metrics": False,
-    "capture_traceback": False,
-    "source_files": [],
-    "git_ref": False,
-}
 
 
 def plain_run(emulator: Any, **kwargs: Any) -> Any:

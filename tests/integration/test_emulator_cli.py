@@ -19,17 +19,10 @@ import pytest
 from airflow_provider_neptune.emulator import NeptuneEmulator
 from airflow_provider_neptune.emulator.__main__ import build_parser
 from airflow_provider_neptune.emulator.auth import api_key_of
+from airflow_provider_neptune.hooks.neptune import RUN_DEFAULTS as QUIET
 
 pytestmark = pytest.mark.integration
 
-QUIET = {
-    "capture_hardware_metrics": False,
-    "capture_stdout": False,
-    "capture_stderr": False,
-    "capture_traceback": False,
-    "source_files": [],
-    "git_ref": False,
-}
 MODULE = "airflow_provider_neptune.emulator"
 
 

@@ -25,29 +25,11 @@ from neptune.exceptions import MetadataInconsistency, NeptuneException
 from neptune.types import File
 
 from airflow_provider_neptune.emulator import NeptuneEmulator
+from airflow_provider_neptune.hooks.neptune import RUN_DEFAULTS as QUIET
 
 pytestmark = pytest.mark.integration
 
-QUIET = {
-    "capture_hardware_metrics": False,
-    "capture_stdout": False,
-    "capture_stderr": False,
-    "capture_traceback": False,
-    "source_files": [],
-    "git_ref": False,
-}
 MODES = ["sync", "async"]
-
-
-@pytest.fixture
-def emulator(
-    neptune_emulator: NeptuneEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> NeptuneEmulator:
-    """The session emulator with NEPTUNE_* set for the client and a scratch working directory."""
-    for key, value in neptune_emulator.env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.chdir(tmp_path)
-    return neptune_emulator
 
 
 @pytest.fixture

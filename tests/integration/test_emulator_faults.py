@@ -7,7 +7,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import neptune
@@ -15,29 +14,11 @@ import pytest
 from neptune.common.exceptions import ClientHttpError
 
 from airflow_provider_neptune.emulator import NeptuneEmulator
+from airflow_provider_neptune.hooks.neptune import RUN_DEFAULTS as QUIET
 
 pytestmark = pytest.mark.integration
 
-QUIET = {
-    "capture_hardware_metrics": False,
-    "capture_stdout": False,
-    "capture_stderr": False,
-    "capture_traceback": False,
-    "source_files": [],
-    "git_ref": False,
-}
 MODES = ["sync", "async"]
-
-
-@pytest.fixture
-def emulator(
-    neptune_emulator: NeptuneEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> NeptuneEmulator:
-    """The session emulator, NEPTUNE_* set, scratch working directory (faults cleared afterwards)."""
-    for key, value in neptune_emulator.env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.chdir(tmp_path)
-    return neptune_emulator
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
