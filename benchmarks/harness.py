@@ -262,6 +262,17 @@ def emulator(**kwargs: Any) -> Iterator[NeptuneEmulator]:
         yield emu
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds a process has used so far (0.0 when it is gone)."""
+    import psutil
+
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except (psutil.Error, ValueError):
+        return 0.0
+    return float(times.user + times.system)
+
+
 def http_json(url: str, payload: Mapping[str, Any] | None = None, timeout: float = 30.0) -> Any:
     """GET (or POST JSON) a URL with urllib and decode the JSON answer."""
     data = None if payload is None else json.dumps(payload).encode()
