@@ -192,7 +192,7 @@ def part_b(emu: Any, work: Path, steps: int, kills: int) -> dict[str, Any]:
 
 def run(opts: harness.Options) -> harness.Section:
     """Part A `reps` times, then part B once."""
-    steps_a = int(opts.pick(2_000, 10_000))
+    steps_a = int(opts.pick(1_000, 10_000))
     steps_b = int(opts.pick(1_000, 4_000))
     kills = int(opts.pick(5, 20))
     reps = opts.reps(1, 3)

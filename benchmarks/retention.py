@@ -86,7 +86,7 @@ def operate(emu: Any, work: Path, tag: str, selection: str, dry_run: bool) -> di
 
 def run(opts: harness.Options) -> harness.Section:
     """Seed, plan at three scales, apply over two disjoint groups, verify."""
-    runs = int(opts.pick(40, 500))
+    runs = int(opts.pick(24, 500))
     quarter, half = runs // 4, runs // 2
     section = harness.Section(
         NAME,
