@@ -213,7 +213,18 @@ def run(opts: harness.Options) -> harness.Section:
         util = min(r["utilisation_all_busy"] for r in runs)
         bad = sum(r["lost"] + r["duplicates"] for r in runs)
         short = label.split(",")[1].strip()
-        section.verdict(f"{short}: 429s <= 1% of requests", f"{share * 100:.2f}%", share <= MAX_429_SHARE)
+        worst = max(runs, key=lambda r: r["share_429"])
+        section.verdict(
+            f"{short}: 429s <= 1% of requests (worst repetition)",
+            f"{share * 100:.2f}% ({worst['throttled']} of {worst['requests']}; median "
+            f"{harness.median([r['throttled'] for r in runs]):.0f})",
+            share <= MAX_429_SHARE,
+            ""
+            if share <= MAX_429_SHARE
+            else "the server counted more than 20 budgeted requests in some one-second window although "
+            "the limiter spaces its permits over 1.1 s: a permit is taken before the request is sent, "
+            "so requests delayed after their permit (the processes share 2 cores) can arrive bunched",
+        )
         section.verdict(
             f"{short}: no 5 s window above limit +5% ({LIMIT * (1 + MAX_OVERSHOOT):.0f} req/s)",
             f"{peak:.1f} req/s",
