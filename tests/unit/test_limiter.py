@@ -69,7 +69,9 @@ CHILD = textwrap.dedent(
     from airflow_provider_neptune.hooks.limiter import BudgetTimeout, RequestBudget
     budget = RequestBudget(sys.argv[1], 0.01, sys.argv[2])
     try:
-        budget.acquire(timeout=0)
+        # A few seconds, not 0: the store's file lock may be busy for a moment (the parent's bucket
+        # upkeep); the shared bucket's next permit is 100 s away, so "refused" still means shared.
+        budget.acquire(timeout=3)
         print("granted")
     except BudgetTimeout:
         print("refused")
@@ -90,7 +92,7 @@ def test_file_budget_is_shared_across_processes(tmp_path: Path) -> None:
     # One request per 100 s: the parent takes the only permit, so another process must be refused.
     parent = RequestBudget("neptune-file-shared", 0.01, str(store))
     try:
-        parent.acquire(timeout=0)
+        parent.acquire(timeout=3)
         assert store.exists()
         assert _child("neptune-file-shared", store) == "refused"
         assert _child("neptune-file-other-key", store) == "granted"
