@@ -33,6 +33,7 @@ def log_points(params: dict[str, Any]) -> dict[str, Any]:
     errors: list[str] = []
     harness.ready_and_wait(params)
     start = time.perf_counter()
+    cpu_start = time.process_time()
     try:
         run = neptune.init_run(
             mode=params["mode"],
@@ -76,6 +77,7 @@ def log_points(params: dict[str, Any]) -> dict[str, Any]:
         "log_calls": logged - created,
         "import": imported - t0,
         "finished_at": time.time(),
+        "cpu": time.process_time() - cpu_start,
         "errors": errors,
         "clean": _clean(),
     }

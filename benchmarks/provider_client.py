@@ -33,6 +33,28 @@ def _context() -> Context:
     return cast("Context", {"ti": _TaskInstance()})
 
 
+def record_permit_waits() -> list[tuple[float, float]]:
+    """Record (from, to) wall-clock intervals in which a request of this process waited for a permit.
+
+    Wraps the budget's acquire in this worker only, so the throttling benchmark can tell seconds in
+    which requests queued for the budget (demand above the limit) from seconds without any request.
+    """
+    from airflow_provider_neptune.hooks.limiter import RequestBudget
+
+    waits: list[tuple[float, float]] = []
+    acquire = RequestBudget.acquire
+
+    def recorded(self: RequestBudget, timeout: float = 300.0) -> float:
+        began = time.time()
+        waited = acquire(self, timeout)
+        if waited > 0.001:
+            waits.append((began, began + waited))
+        return waited
+
+    RequestBudget.acquire = recorded  # type: ignore[method-assign]
+    return waits
+
+
 def log_task(params: dict[str, Any]) -> dict[str, Any]:
     """Create (or reopen, by custom run id) a run, then run NeptuneLogMetricsOperator.execute on it.
 
@@ -48,8 +70,10 @@ def log_task(params: dict[str, Any]) -> dict[str, Any]:
         harness.series_path(i): [harness.metric_value(i, s) for s in range(steps)] for i in range(series)
     }
     step_list = [float(s) for s in range(steps)]
+    waits = record_permit_waits()
     harness.ready_and_wait(params)
     start = time.perf_counter()
+    cpu_start = time.process_time()
     hook = NeptuneHook()
     run_id = params.get("run_id")
     if not run_id:
@@ -67,6 +91,8 @@ def log_task(params: dict[str, Any]) -> dict[str, Any]:
         "init": created - start,
         "log_calls": end - created,
         "finished_at": time.time(),
+        "cpu": time.process_time() - cpu_start,
+        "permit_waits": [(round(a, 4), round(b, 4)) for a, b in waits],
         "summary": summary,
         "counters": hook.counters,
     }

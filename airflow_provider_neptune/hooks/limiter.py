@@ -8,8 +8,16 @@ shares it (``rate_limit_storage``):
 * an absolute file path - every process on one host (``SQLiteBucket`` with a file lock);
 * ``redis://...`` - every host (``RedisBucket``, atomic Lua script; hosts need synchronised clocks).
 
-The window is a little longer than a second (:data:`WINDOW_MARGIN_MS`) so that the jitter between
-taking a permit and the request reaching the server does not push the server's count over its limit.
+Permits are spaced, not handed out in bursts: ``rate`` permits per second become one permit (or a
+small group, for high rates) every ``(1 s + margin) / rate``, plus a cap of ``floor(rate)`` per
+(1 s + margin). Spacing keeps every second of a busy budget equally full, so a server counting any
+one-second window sees a steady rate instead of a burst of ``rate`` followed by an idle gap. The
+margin (:data:`WINDOW_MARGIN_MS`) absorbs the jitter between taking a permit and the request
+reaching the server: 21 requests of a 20/s budget span at least 1.1 s when granted, so the server's
+count goes over its limit only if one of them is delayed by 100 ms more than another.
+
+A waiting caller re-reads the store with a fresh timestamp each time it wakes, so a sleep that
+overran (a busy host) never makes a permit look older than it is.
 If the store itself fails (Redis down, disk full) the request goes ahead - Neptune's own 429 and the
 retry policy still protect the server - and a warning is logged, at most once a minute.
 """
@@ -19,12 +27,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from pyrate_limiter import Limiter, Rate
+from pyrate_limiter import AbstractBucket, Limiter, Rate, RateItem
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +41,12 @@ log = logging.getLogger(__name__)
 WINDOW_MARGIN_MS = 100
 #: Sleep added by pyrate-limiter on top of the computed wait.
 BUFFER_MS = 10
+#: Spacing target: at high rates permits come in groups of ``rate * SLOT_MS / 1000`` per slot.
+SLOT_MS = 250
+#: Longest random extra sleep of a waiter, so waiters on one store do not all wake at once.
+WAKE_SPREAD_SECONDS = 0.005
+#: How long a caller keeps retrying past its timeout while the store's lock is merely busy.
+LOCK_GRACE_SECONDS = 0.25
 #: Longest wait for a permit before the request is refused with BudgetTimeout.
 DEFAULT_ACQUIRE_TIMEOUT = 300.0
 _WARN_EVERY_SECONDS = 60.0
@@ -42,16 +57,23 @@ class BudgetTimeout(Exception):
 
 
 def rates_for(rate_per_second: float, margin_ms: int = WINDOW_MARGIN_MS) -> list[Rate]:
-    """pyrate-limiter rates for a per-second budget.
+    """pyrate-limiter rates for a per-second budget, tightest interval first.
 
-    At least one request per second: ``floor(rate)`` per (1 s + margin). Below one: one request per
-    ``1/rate`` seconds (+ margin).
+    Below one request per second: one per ``1/rate`` seconds (+ margin). From two: a group of
+    ``max(1, rate * SLOT_MS / 1000)`` permits per ``group * (1000 + margin) / rate`` ms (spacing),
+    then the cap ``floor(rate)`` per (1 s + margin). Between one and two only the cap applies (a
+    spacing shorter than a second would let two requests into one second).
     """
     if rate_per_second <= 0:
         raise ValueError("rate_per_second must be > 0")
-    if rate_per_second >= 1:
-        return [Rate(math.floor(rate_per_second), 1000 + margin_ms)]
-    return [Rate(1, math.ceil(1000 / rate_per_second) + margin_ms)]
+    if rate_per_second < 1:
+        return [Rate(1, math.ceil(1000 / rate_per_second) + margin_ms)]
+    cap = Rate(math.floor(rate_per_second), 1000 + margin_ms)
+    group = max(1, math.floor(rate_per_second * SLOT_MS / 1000))
+    if group >= cap.limit:
+        return [cap]
+    spacing = Rate(group, math.ceil(group * (1000 + margin_ms) / rate_per_second))
+    return [spacing, cap]
 
 
 def storage_kind(storage: str) -> str:
@@ -130,22 +152,50 @@ class RequestBudget:
         return f"{self.rate_per_second:g} req/s in {self.kind} ({where}), key {self.key}"
 
     def acquire(self, timeout: float = DEFAULT_ACQUIRE_TIMEOUT) -> float:
-        """Block until a permit is granted; returns the seconds waited. Raises BudgetTimeout."""
+        """Block until a permit is granted; returns the seconds waited. Raises BudgetTimeout.
+
+        Each try asks the store with the current time and, when refused, sleeps until the store says
+        the next permit frees up (plus a few random milliseconds).
+        """
         start = time.monotonic()
+        deadline = start + max(0.0, timeout)
         try:
             limiter = self._get_limiter()
             if limiter is None:
                 raise ConnectionError("store unreachable a moment ago; reconnecting shortly")
-            granted = limiter.try_acquire(self.key, 1, blocking=True, timeout=timeout)
+            while not limiter.try_acquire(self.key, 1, blocking=True, timeout=0):
+                pause = self._time_to_next_permit(limiter)
+                now = time.monotonic()
+                # A refusal with nothing to wait for means the store's lock was busy: try again
+                # shortly, even a little past the timeout.
+                if now + pause > (deadline if pause > 0 else deadline + LOCK_GRACE_SECONDS):
+                    raise BudgetTimeout(
+                        f"no request permit within {timeout:g} s from budget {self.describe()}"
+                    )
+                time.sleep(pause + random.uniform(0.0, WAKE_SPREAD_SECONDS))
+        except BudgetTimeout:
+            raise
         except Exception as exc:  # store failure: fail open, loudly
             self._store_failed(exc)
             return time.monotonic() - start
-        if not granted:
-            raise BudgetTimeout(f"no request permit within {timeout:g} s from budget {self.describe()}")
         waited = time.monotonic() - start
         with self._lock:
             self.waited_seconds += waited
         return waited
+
+    def _time_to_next_permit(self, limiter: Limiter) -> float:
+        """Seconds until the store has room for one more permit, read with a fresh timestamp."""
+        factory = limiter.bucket_factory
+        item = factory.wrap_item(self.key, 1)
+        if not isinstance(item, RateItem):
+            raise TypeError("request budget stores must be synchronous")
+        bucket = factory.get(item)
+        if not isinstance(bucket, AbstractBucket):
+            raise TypeError("request budget stores must be synchronous")
+        wait_ms = bucket.waiting(item)
+        if not isinstance(wait_ms, int):
+            raise TypeError("request budget stores must be synchronous")
+        return max(0, wait_ms) / 1000.0
 
     def _store_failed(self, exc: Exception) -> None:
         with self._lock:

@@ -8,7 +8,10 @@ caller's thread *and* from its async background thread. The one place all of the
 and passes every other request through untouched. For a registered origin each try:
 
 1. takes a permit from the shared request budget (:mod:`.limiter`) - bootstrap, operations,
-   uploads, reads, pings alike;
+   uploads, reads, pings alike - except for the API description documents (``*/swagger.json``)
+   and the OAuth token refresh, which a Neptune server serves outside its API request limit
+   (static files and the identity provider); spending permits on them would leave the budget
+   unused while every process starts (see :func:`counts_against_budget`);
 2. caps the request timeout at ``request_timeout``;
 3. is retried by the one tenacity policy (:mod:`.retry`) on connection errors, timeouts, 408,
    429 and 5xx, honouring the whole Retry-After - only when the body can be sent again;
@@ -16,8 +19,9 @@ and passes every other request through untouched. For a registered origin each t
    duration. Headers are never logged, so the ``X-Neptune-Api-Token`` header never appears.
 
 The client's one request outside ``requests`` - the websocket handshake for run signals, which
-reconnects with backoff while a run is open - takes a budget permit too (the neptune websocket
-adapter's ``connect`` is wrapped the same way, once); its retries are the client's own.
+reconnects with its own jittered backoff while a run is open - is counted and logged (the neptune
+websocket adapter's ``connect`` is wrapped once) but takes no permit: like the spec documents it is
+not an API call the server's request limit counts, and its retries are the client's own.
 """
 
 from __future__ import annotations
@@ -130,6 +134,19 @@ class _Body:
             self.body.seek(self.position)
 
 
+#: Path endings of requests that a Neptune server does not count against its API request limit.
+UNBUDGETED_PATH_SUFFIXES = ("/swagger.json", "/protocol/openid-connect/token")
+
+
+def counts_against_budget(request: requests.PreparedRequest) -> bool:
+    """False for API description documents and OAuth token refreshes (served outside the API limit).
+
+    They still get the retry policy, timeout cap and counters; only the permit is skipped.
+    """
+    path = urlsplit(request.url or "").path.rstrip("/")
+    return not path.endswith(UNBUDGETED_PATH_SUFFIXES)
+
+
 def _describe(request: requests.PreparedRequest) -> str:
     parts = urlsplit(request.url or "")
     target = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -170,13 +187,7 @@ class OriginPolicy:
             self.budget = get_budget(self.budget.key, self.budget.rate_per_second, self.budget.storage)
 
     def before_websocket(self, url: str) -> None:
-        """Take a budget permit and count a websocket handshake (the client retries it itself)."""
-        self._own_budget()
-        if self.budget is not None:
-            try:
-                self.budget.acquire(self.acquire_timeout)
-            except BudgetTimeout as exc:
-                raise ConnectionError(str(exc)) from exc
+        """Count and log a websocket handshake (no permit: outside the API limit; the client retries it)."""
         self.counters.add(requests=1)
         log.log(self.request_log_level, "WS %s (websocket handshake)", urlsplit(url).path)
 
@@ -193,11 +204,12 @@ class OriginPolicy:
         body = _Body(request.body)
         size = _body_size(request.body)
         what = _describe(request)
+        budgeted = counts_against_budget(request)
 
         self._own_budget()
 
         def attempt() -> requests.Response:
-            if self.budget is not None:
+            if self.budget is not None and budgeted:
                 try:
                     self.budget.acquire(self.acquire_timeout)
                 except BudgetTimeout as exc:

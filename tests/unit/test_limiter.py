@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -20,15 +22,42 @@ from airflow_provider_neptune.hooks.limiter import (
 )
 
 
-def test_rates_for_whole_and_fractional_budgets() -> None:
-    (rate,) = rates_for(10)
-    assert (rate.limit, rate.interval) == (10, 1000 + WINDOW_MARGIN_MS)
-    (rate,) = rates_for(2.7)
-    assert rate.limit == 2  # rounded down: never above the budget
-    (rate,) = rates_for(0.5)
-    assert (rate.limit, rate.interval) == (1, 2000 + WINDOW_MARGIN_MS)
+def test_rates_space_permits_and_cap_each_second() -> None:
+    spacing, cap = rates_for(20)
+    window = 1000 + WINDOW_MARGIN_MS
+    assert (spacing.limit, spacing.interval) == (5, window // 4)  # 5 permits per 275 ms
+    assert (cap.limit, cap.interval) == (20, window)
+    spacing, cap = rates_for(400)
+    assert spacing.limit == 100
+    assert spacing.interval == window // 4
+    assert cap.limit == 400
+    spacing, cap = rates_for(2.7)
+    assert cap.limit == 2  # rounded down: never above the budget in any second
+    assert spacing.interval == -(-window // 2.7)
+    (only,) = rates_for(1.5)  # a spacing under a second would allow two requests in one second
+    assert (only.limit, only.interval) == (1, window)
+    (only,) = rates_for(0.5)
+    assert (only.limit, only.interval) == (1, 2000 + WINDOW_MARGIN_MS)
     with pytest.raises(ValueError, match="> 0"):
         rates_for(0)
+
+
+@pytest.mark.parametrize("rate", [20, 7.5, 400, 0.5])
+def test_no_one_second_window_holds_more_than_the_budget(rate: float) -> None:
+    """Simulate the rates granting as early as they allow; count any 1 s window (exact arithmetic)."""
+    rates = rates_for(rate)
+    grants: list[int] = []
+    now = 0
+    while now < 10_000:
+        if all(sum(1 for g in grants if g > now - r.interval) < r.limit for r in rates):
+            grants.append(now)
+        else:
+            now += 1
+    busiest = max(sum(1 for g in grants if start <= g < start + 1000) for start in grants)
+    assert busiest <= max(1, int(rate))
+    # and the budget is not wasted: at least 85 % of it over the 10 s (rates from 2 up)
+    if rate >= 2:
+        assert len(grants) >= 0.85 * rate * 10
 
 
 def test_storage_kind() -> None:
@@ -38,13 +67,18 @@ def test_storage_kind() -> None:
     assert storage_kind("/tmp/x.sqlite") == "file"
 
 
-def test_memory_budget_grants_the_window_then_refuses() -> None:
-    budget = RequestBudget("neptune-test-mem", 5, "memory")
+def test_memory_budget_spaces_permits_and_refuses_when_out_of_time() -> None:
+    budget = RequestBudget("neptune-test-mem", 5, "memory")  # one permit every 220 ms
     try:
-        for _ in range(5):
-            budget.acquire(timeout=0)
+        budget.acquire(timeout=0)
         with pytest.raises(BudgetTimeout, match="5 req/s in memory"):
             budget.acquire(timeout=0)
+        granted = []
+        for _ in range(3):
+            budget.acquire(timeout=5)
+            granted.append(time.monotonic())
+        # a limiter never grants early: every gap is at least the spacing
+        assert all(b - a >= 0.219 for a, b in itertools.pairwise(granted))
     finally:
         budget.close()
 

@@ -242,6 +242,29 @@ def test_every_try_takes_a_budget_permit(stub: tuple[str, Script]) -> None:
         budget.close()
 
 
+@pytest.mark.parametrize(
+    "path", ["/api/backend/swagger.json", "/auth/realms/neptune/protocol/openid-connect/token"]
+)
+def test_spec_documents_and_token_refresh_take_no_permit_but_are_retried(
+    stub: tuple[str, Script], path: str
+) -> None:
+    url, script = stub
+    budget = RequestBudget("neptune-transport-unbudgeted", 0.01, "memory")  # one request per 100 s
+    try:
+        policy, sleeps = _register(url, budget=budget)
+        policy.acquire_timeout = 0
+        assert requests.get(url + "/api/a", timeout=5).status_code == 200  # spends the only permit
+        script.answers = [(503, {}), (200, {})]
+        assert requests.post(url + path, data=b"x", timeout=5).status_code == 200
+        assert len(sleeps) == 1
+        assert policy.counters.snapshot()["retries"] == 1
+        with pytest.raises(transport.RateBudgetExhausted):
+            requests.get(url + "/api/backend/v1/swagger.json.bak", timeout=5)
+        assert len(script.bodies) == 3
+    finally:
+        budget.close()
+
+
 def test_debug_logs_each_request_with_status_but_never_the_token(
     stub: tuple[str, Script], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -276,19 +299,24 @@ def test_timeout_is_capped() -> None:
     assert cap((2, None), 10) == (2, 10)
 
 
-def test_websocket_handshake_takes_a_permit(stub: tuple[str, Script]) -> None:
+def test_websocket_handshake_is_counted_but_takes_no_permit(stub: tuple[str, Script]) -> None:
     from neptune.common.websockets.websocket_client_adapter import WebsocketClientAdapter
+    from websocket import WebSocketBadStatusException
 
-    url, _ = stub
+    url, script = stub
     budget = RequestBudget("neptune-ws-test", 0.01, "memory")  # one request per 100 s
     try:
         policy, _ = _register(url, budget=budget)
         policy.acquire_timeout = 0
         budget.acquire(0)  # spend the only permit
         ws_url = "ws" + url[4:] + "/api/notifications/v1/runs/p/r/signal"
-        with pytest.raises(ConnectionError, match="no request permit"):
+        # The stub speaks plain HTTP, so the handshake itself fails - but it was sent, not refused.
+        with pytest.raises(WebSocketBadStatusException, match="Handshake status 200") as failure:
             WebsocketClientAdapter().connect(ws_url, {"access_token": "x"})
-        assert policy.counters.snapshot()["requests"] == 0
+        assert not isinstance(failure.value, transport.RateBudgetExhausted)
+        assert "no request permit" not in str(failure.value)
+        assert len(script.bodies) == 1  # the handshake reached the server
+        assert policy.counters.snapshot()["requests"] == 1
     finally:
         budget.close()
 
