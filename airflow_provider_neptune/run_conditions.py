@@ -8,25 +8,19 @@ serialize to plain dicts so a trigger can carry them.
 from __future__ import annotations
 
 import math
-import operator
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
-STATE_FIELD = "airflow/state"
-"""Field NeptuneStopRunOperator assigns when it stops a run; its presence means the run is finished."""
-
-CONDITIONS: dict[str, Callable[[Any, Any], bool]] = {
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-    "==": operator.eq,
-}
-VALUE_MODES = ("last", "best", "field")
-FINISHED_WHEN = ("stopped", "inactive")
-RUN_WAIT_FOR = ("exists", "inactive", "field")
+# The vocabulary lives in a light module that sensors use at parse time; re-exported here.
+from airflow_provider_neptune.condition_params import CONDITIONS as CONDITIONS
+from airflow_provider_neptune.condition_params import FINISHED_WHEN as FINISHED_WHEN
+from airflow_provider_neptune.condition_params import RUN_WAIT_FOR as RUN_WAIT_FOR
+from airflow_provider_neptune.condition_params import STATE_FIELD as STATE_FIELD
+from airflow_provider_neptune.condition_params import VALUE_MODES as VALUE_MODES
+from airflow_provider_neptune.condition_params import as_number as _as_number
+from airflow_provider_neptune.condition_params import check_metric_condition, check_run_condition
 
 Status = Literal["met", "waiting", "failed"]
 
@@ -109,12 +103,6 @@ def _finished_reason(reader: RunReader, run_id: str, finished_when: str | None) 
     return None
 
 
-def _as_number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def _compare(value: Any, condition: str, threshold: Any) -> bool:
     number, limit = _as_number(value), _as_number(threshold)
     if number is not None and limit is not None:
@@ -137,22 +125,15 @@ class MetricCondition:
     finished_when: str | None = "stopped"
 
     def __post_init__(self) -> None:
-        if self.condition not in CONDITIONS:
-            raise ValueError(f"condition must be one of {sorted(CONDITIONS)}, got {self.condition!r}")
-        if self.value_mode not in VALUE_MODES:
-            raise ValueError(f"value_mode must be one of {VALUE_MODES}, got {self.value_mode!r}")
-        if self.finished_when is not None and self.finished_when not in FINISHED_WHEN:
-            raise ValueError(
-                f"finished_when must be one of {FINISHED_WHEN} or None, got {self.finished_when!r}"
-            )
-        if not isinstance(self.window, int) or self.window < 1:
-            raise ValueError(f"window must be a positive integer, got {self.window!r}")
-        if self.condition != "==" and _as_number(self.threshold) is None:
-            raise ValueError(
-                f"condition {self.condition!r} needs a numeric threshold, got {self.threshold!r}"
-            )
-        if not self.run_id or not self.path:
-            raise ValueError("run_id and path must be non-empty")
+        check_metric_condition(
+            run_id=self.run_id,
+            path=self.path,
+            condition=self.condition,
+            threshold=self.threshold,
+            value_mode=self.value_mode,
+            window=self.window,
+            finished_when=self.finished_when,
+        )
 
     @property
     def description(self) -> str:
@@ -222,12 +203,7 @@ class RunCondition:
     field: str | None = None
 
     def __post_init__(self) -> None:
-        if self.wait_for not in RUN_WAIT_FOR:
-            raise ValueError(f"wait_for must be one of {RUN_WAIT_FOR}, got {self.wait_for!r}")
-        if self.wait_for == "field" and not self.field:
-            raise ValueError("wait_for='field' needs the field path in `field`")
-        if not self.run_id:
-            raise ValueError("run_id must be non-empty")
+        check_run_condition(run_id=self.run_id, wait_for=self.wait_for, field=self.field)
 
     def evaluate(self, reader: RunReader) -> Outcome:
         """Read the run once and say whether it exists / is inactive / has the field yet."""

@@ -19,32 +19,20 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_neptune.links import NeptuneRunLink, record_run_link
-from airflow_provider_neptune.operators.checkpoint_records import (
-    Checkpoint,
-    Direction,
-    checkpoints_from_fields,
-    entry_key,
-    gate_upload,
-    validate_direction,
-    validate_namespace,
-)
-from airflow_provider_neptune.operators.rendered_values import (
-    as_bool,
-    as_optional_float,
-    as_optional_int,
-    as_optional_str,
-)
-from airflow_provider_neptune.operators.retention_plan import (
-    RetentionPlan,
-    RetentionPolicy,
-    RunCheckpoints,
-    build_plan,
-)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_neptune.hooks.neptune import NeptuneHook
+    from airflow_provider_neptune.operators.checkpoint_records import Checkpoint, Direction
+    from airflow_provider_neptune.operators.retention_plan import (
+        RetentionPlan,
+        RetentionPolicy,
+        RunCheckpoints,
+    )
+
+# The checkpoint and retention helpers are imported inside the methods that run on the worker: a DAG
+# file that only builds these operators does not pay for them at parse time.
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +49,7 @@ _OFFLINE_LEDGER: weakref.WeakKeyDictionary[Any, dict[str, dict[str, Checkpoint]]
 
 def _new_hook(conn_id: str, project: str | None, mode: str | None) -> NeptuneHook:
     from airflow_provider_neptune.hooks.neptune import NeptuneHook
+    from airflow_provider_neptune.operators.rendered_values import as_optional_str
 
     # Templated values may render to "" or "None" when not set: fall back to the connection then.
     return NeptuneHook(conn_id, project=as_optional_str(project), mode=as_optional_str(mode))
@@ -173,10 +162,23 @@ class NeptuneUploadArtifactOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Gate, stash and upload the files, then wait until the server confirms them."""
+        from airflow_provider_neptune.operators.checkpoint_records import (
+            Checkpoint,
+            entry_key,
+            gate_upload,
+            validate_direction,
+            validate_namespace,
+        )
         from airflow_provider_neptune.operators.checkpoint_store import (
             file_digest,
             read_run_entries,
             upload_entry,
+        )
+        from airflow_provider_neptune.operators.rendered_values import (
+            as_bool,
+            as_optional_float,
+            as_optional_int,
+            as_optional_str,
         )
 
         namespace = validate_namespace(str(self.namespace))
@@ -399,6 +401,15 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
         self.mode = mode
 
     def _policy(self) -> RetentionPolicy:
+        from airflow_provider_neptune.operators.checkpoint_records import validate_direction
+        from airflow_provider_neptune.operators.rendered_values import (
+            as_bool,
+            as_optional_float,
+            as_optional_int,
+            as_optional_str,
+        )
+        from airflow_provider_neptune.operators.retention_plan import RetentionPolicy
+
         direction = validate_direction(str(self.direction))
         keep_best_runs = as_optional_int("keep_best_runs", self.keep_best_runs, minimum=0)
         run_metric = as_optional_str(self.run_metric)
@@ -426,6 +437,8 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
 
     def _selection(self) -> dict[str, Any]:
         """fetch_runs_table arguments: the client's own filters, or one NQL query when one is given."""
+        from airflow_provider_neptune.operators.rendered_values import as_optional_str
+
         tags = self._tags()
         state = as_optional_str(self.state)
         if state is not None and state not in ("active", "inactive"):
@@ -447,7 +460,10 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
         now: datetime,
         counts: dict[str, int],
     ) -> Iterator[RunCheckpoints]:
+        from airflow_provider_neptune.operators.checkpoint_records import checkpoints_from_fields
         from airflow_provider_neptune.operators.checkpoint_store import created_at, table_row_fields
+        from airflow_provider_neptune.operators.rendered_values import as_optional_float, as_optional_str
+        from airflow_provider_neptune.operators.retention_plan import RunCheckpoints
 
         older_than = as_optional_float("older_than_days", self.older_than_days)
         cutoff = now - timedelta(days=older_than) if older_than is not None else None
@@ -475,6 +491,10 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Scan, plan, check the safety limit, then delete run by run (or only report in a dry run)."""
+        from airflow_provider_neptune.operators.checkpoint_records import validate_namespace
+        from airflow_provider_neptune.operators.rendered_values import as_bool, as_optional_float
+        from airflow_provider_neptune.operators.retention_plan import build_plan
+
         namespace = validate_namespace(str(self.namespace))
         policy = self._policy()
         dry_run = as_bool("dry_run", self.is_dry_run)

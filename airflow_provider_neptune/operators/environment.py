@@ -29,28 +29,13 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_neptune.exceptions import NeptuneProviderError
-from airflow_provider_neptune.operators.environment_checks import (
-    LEGACY_CLIENT_DISTRIBUTION,
-    NEPTUNE_DISTRIBUTION,
-    PYTHON,
-    CheckResult,
-    check_client_conflict,
-    check_clock_skew,
-    check_data_directory,
-    check_env,
-    check_requirements,
-    check_round_trip,
-    check_server_client_range,
-    default_requirements,
-    installed_version,
-    neptune_data_directory,
-    normalize_requirements,
-    present_env_names,
-    provider_dependencies,
-)
 
 if TYPE_CHECKING:
     from airflow_provider_neptune.hooks.neptune import NeptuneHook
+    from airflow_provider_neptune.operators.environment_checks import CheckResult
+
+# environment_checks (and through it `packaging`) is imported inside the functions that run the
+# checks, on the worker: a DAG file that only builds the operator does not pay for it at parse time.
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +48,13 @@ _REPORTED_VARIABLE_PREFIXES = ("NEPTUNE_",)
 _REPORTED_VARIABLES = ("OAUTHLIB_INSECURE_TRANSPORT",)
 _MASK = "***"
 _PATH_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+# Requirements packaging certainly accepts: a distribution name, then comparisons with plain release
+# versions and no spaces (``neptune>=1.14,<2``). The operator's parse-time check passes these without
+# importing packaging; anything else goes through normalize_requirements, which names the problem.
+_PLAIN_CLAUSE = r"(?:(?:==|!=|<=|>=|<|>)[0-9]+(?:\.[0-9]+)*|~=[0-9]+(?:\.[0-9]+)+)"
+_PLAIN_SPECIFIER = re.compile(rf"(?:{_PLAIN_CLAUSE}(?:,{_PLAIN_CLAUSE})*)?")
+_PLAIN_REQUIREMENT = re.compile(rf"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?{_PLAIN_SPECIFIER.pattern}")
 
 
 class NeptuneEnvironmentError(NeptuneProviderError):
@@ -148,8 +140,35 @@ def variable_names(value: Iterable[str] | str | None) -> list[str]:
     return [str(name).strip() for name in value if str(name).strip()]
 
 
+def plainly_valid_requirements(requirements: object) -> bool:
+    """Tell whether ``requirements`` certainly pass ``normalize_requirements`` (no packaging needed).
+
+    True only for the simple forms (``"numpy>=1.26,<2"``, ``{"neptune": "1.14.0"}``, ``None`` as
+    specifier); False means "not decided here", not "invalid".
+    """
+    if isinstance(requirements, Mapping):
+        for name, spec in requirements.items():
+            if not isinstance(name, str) or not (spec is None or isinstance(spec, str)):
+                return False
+            text = (spec or "").strip()
+            if text and text[0].isdigit():
+                text = f"=={text}"
+            if not _PLAIN_SPECIFIER.fullmatch(text):
+                return False
+        return True
+    if isinstance(requirements, str):
+        lines: list[object] = [p for p in requirements.replace(";", "\n").splitlines() if p.strip()]
+    elif isinstance(requirements, list | tuple):
+        lines = list(requirements)
+    else:
+        return False
+    return all(isinstance(line, str) and _PLAIN_REQUIREMENT.fullmatch(line.strip()) for line in lines)
+
+
 def _reported_names(required_env: Iterable[str], environ: Mapping[str, str]) -> list[str]:
     """Variable names worth comparing across workers: the required ones and the client's own."""
+    from airflow_provider_neptune.operators.environment_checks import present_env_names
+
     names = set(required_env) | set(_REPORTED_VARIABLES)
     names |= {name for name in environ if name.startswith(_REPORTED_VARIABLE_PREFIXES)}
     return present_env_names(names, environ)
@@ -178,6 +197,21 @@ def collect_environment(
     ``check_connection`` also token, project, round trip, server client range and clock). Without a
     hook only local checks run. Usable outside Airflow, e.g. in a worker image's smoke test.
     """
+    from airflow_provider_neptune.operators.environment_checks import (
+        LEGACY_CLIENT_DISTRIBUTION,
+        PYTHON,
+        CheckResult,
+        check_client_conflict,
+        check_data_directory,
+        check_env,
+        check_requirements,
+        default_requirements,
+        installed_version,
+        neptune_data_directory,
+        normalize_requirements,
+        provider_dependencies,
+    )
+
     env = dict(os.environ if environ is None else environ)
     required = list(dict.fromkeys(required_env))
     wanted = {**(default_requirements() if include_default_requirements else {})}
@@ -255,6 +289,14 @@ def _check_server(
     server: dict[str, Any],
 ) -> list[CheckResult]:
     """Connection, server-supported client versions, round trip and clock; fills ``server``."""
+    from airflow_provider_neptune.operators.environment_checks import (
+        NEPTUNE_DISTRIBUTION,
+        CheckResult,
+        check_clock_skew,
+        check_round_trip,
+        check_server_client_range,
+    )
+
     try:
         ok, message = hook.test_connection()
     except Exception as err:
@@ -406,7 +448,9 @@ class NeptuneValidateEnvironmentOperator(BaseOperator):
         self.neptune_conn_id = neptune_conn_id
         self.project = project
         # Fail at parse time on a malformed literal requirement; templated ones are checked at run time.
-        if requirements and "{{" not in str(requirements):
+        if requirements and "{{" not in str(requirements) and not plainly_valid_requirements(requirements):
+            from airflow_provider_neptune.operators.environment_checks import normalize_requirements
+
             normalize_requirements(requirements)
 
     @cached_property
@@ -461,6 +505,8 @@ class NeptuneValidateEnvironmentOperator(BaseOperator):
 
     def _log_to_run(self, run_id: str, fingerprint: Mapping[str, Any]) -> CheckResult:
         """Store the fingerprint in the run and confirm delivery; a failure becomes a failed check."""
+        from airflow_provider_neptune.operators.environment_checks import CheckResult
+
         path = run_path(self.run_namespace, fingerprint["hostname"], str(fingerprint["worker"]))
         try:
             with self.hook.get_run(run_id=run_id) as run:

@@ -17,16 +17,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context, TaskGroup, TriggerRule
 from airflow.sdk.exceptions import AirflowFailException
-from packaging.version import InvalidVersion, Version
 
 from airflow_provider_neptune.operators.environment import (
     FINGERPRINT_XCOM_KEY,
     NeptuneValidateEnvironmentOperator,
 )
+
+if TYPE_CHECKING:
+    from packaging.version import Version
 
 _TASK_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _MISSING = "not installed"
@@ -50,6 +52,9 @@ def _grouped(values: Mapping[str, str]) -> str:
 
 def _version_key(value: str) -> tuple[int, Version, str]:
     """Sort versions by PEP 440 order (``1.9`` before ``1.13``), anything else after, by text."""
+    # packaging is only needed when comparing, on the worker; DAG files using this module skip it.
+    from packaging.version import InvalidVersion, Version
+
     try:
         return (0, Version(value), value)
     except InvalidVersion:

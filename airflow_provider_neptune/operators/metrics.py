@@ -13,7 +13,6 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_neptune.links import NeptuneRunLink, record_run_link
-from airflow_provider_neptune.operators.metric_inputs import MetricBatch, MetricInputError, load_metrics
 
 if TYPE_CHECKING:
     import logging
@@ -21,6 +20,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_neptune.hooks.neptune import NeptuneHook
+    from airflow_provider_neptune.operators.metric_inputs import MetricBatch
 
 PROGRESS_MIN_POINTS = 1000
 """Inputs with at least this many points get progress lines in the task log."""
@@ -106,6 +106,9 @@ class NeptuneLogMetricsOperator(BaseOperator):
 
     def load(self) -> MetricBatch:
         """Load and validate the (rendered) input; an invalid input fails the task without retries."""
+        # Imported here, on the worker: parsing a DAG file that builds this operator does not need it.
+        from airflow_provider_neptune.operators.metric_inputs import MetricInputError, load_metrics
+
         try:
             batch = load_metrics(
                 self.metrics,

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_neptune.condition_params import STATE_FIELD
 from airflow_provider_neptune.links import NeptuneRunLink, record_run_link
-from airflow_provider_neptune.run_conditions import STATE_FIELD
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -13,18 +13,17 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_provider_neptune.condition_params import check_metric_condition, check_run_condition
 from airflow_provider_neptune.links import NeptuneRunLink, record_run_link
-from airflow_provider_neptune.run_conditions import (
-    MetricCondition,
-    Outcome,
-    RunCondition,
-)
-from airflow_provider_neptune.triggers.neptune import NeptuneConditionTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_neptune.hooks.neptune import NeptuneHook
+    from airflow_provider_neptune.run_conditions import MetricCondition, Outcome, RunCondition
+
+# run_conditions and the trigger are imported where they are used (on the worker), not at module
+# level: a DAG file that only builds the sensors does not pay for them at parse time.
 
 
 class _NeptuneConditionSensor(BaseSensorOperator):
@@ -90,6 +89,8 @@ class _NeptuneConditionSensor(BaseSensorOperator):
                 return settled.xcom_value
         finally:
             self.hook.close()
+        from airflow_provider_neptune.triggers.neptune import NeptuneConditionTrigger
+
         self.defer(
             trigger=NeptuneConditionTrigger(
                 condition=condition.to_dict(),
@@ -159,7 +160,7 @@ class NeptuneMetricSensor(_NeptuneConditionSensor):
         self.window = window
         self.finished_when = finished_when
         # Catch typos at DAG parse time; templated values are checked again once rendered.
-        MetricCondition(
+        check_metric_condition(
             run_id="parse-check",
             path="parse/check",
             condition=condition,
@@ -182,6 +183,8 @@ class NeptuneMetricSensor(_NeptuneConditionSensor):
 
     def build_condition(self) -> MetricCondition:
         """Return the metric condition from the rendered parameters."""
+        from airflow_provider_neptune.run_conditions import MetricCondition
+
         return MetricCondition(
             run_id=str(self.run_id),
             path=str(self.path),
@@ -212,8 +215,10 @@ class NeptuneRunSensor(_NeptuneConditionSensor):
         super().__init__(run_id=run_id, **kwargs)
         self.wait_for = wait_for
         self.field = field
-        RunCondition(run_id="parse-check", wait_for=wait_for, field=field)
+        check_run_condition(run_id="parse-check", wait_for=wait_for, field=field)
 
     def build_condition(self) -> RunCondition:
         """Return the run condition from the rendered parameters."""
+        from airflow_provider_neptune.run_conditions import RunCondition
+
         return RunCondition(run_id=str(self.run_id), wait_for=self.wait_for, field=self.field)
