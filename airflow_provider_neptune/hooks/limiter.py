@@ -76,6 +76,24 @@ def rates_for(rate_per_second: float, margin_ms: int = WINDOW_MARGIN_MS) -> list
     return [spacing, cap]
 
 
+def redis_put_script() -> str:
+    """pyrate-limiter's Redis check-and-insert script, counting every entry from the window start on.
+
+    The stock script counts entries between the window start and the caller's own timestamp. A
+    caller's timestamp is taken before its script runs, so a process delayed between the two (a busy
+    host, a slow network) does not see permits granted meanwhile with later timestamps, and two
+    permits can land where one should. Measured with 12 processes on 2 busy cores: 7-9 permits stored
+    in a 275 ms window that allows 5 (and 21 in a 1.1 s window that allows 20) with the stock script,
+    never more than 5 and 20 with this one. The file store's query already counts this way.
+    """
+    from pyrate_limiter.buckets.redis_bucket import LuaScript
+
+    stock = "redis.call('ZCOUNT', bucket, window_start, now)"
+    if stock not in LuaScript.PUT_ITEM:
+        raise RuntimeError("pyrate-limiter's Redis script changed; the request budget cannot use it")
+    return LuaScript.PUT_ITEM.replace(stock, "redis.call('ZCOUNT', bucket, window_start, '+inf')")
+
+
 def storage_kind(storage: str) -> str:
     """'memory', 'redis' or 'file' for a validated ``rate_limit_storage`` value."""
     if storage == "memory":
@@ -141,7 +159,7 @@ class RequestBudget:
         from pyrate_limiter import RedisBucket
 
         client = redis.Redis.from_url(self.storage, socket_timeout=5, socket_connect_timeout=5)
-        return RedisBucket.init(self.rates, client, self.key)
+        return RedisBucket(self.rates, client, self.key, client.script_load(redis_put_script()))
 
     def describe(self) -> str:
         """Human-readable summary without secrets (a Redis URL's password is dropped)."""
