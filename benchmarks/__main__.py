@@ -1,7 +1,8 @@
-"""Run the benchmarks of issue 8 and write benchmarks/RESULTS.md.
+"""Run the benchmarks of issue 8 and write their tables to benchmarks/RESULTS.md.
 
-`python -m benchmarks` runs all of them at full scale; `--quick` (what `make bench` runs) uses small
-data and few repetitions and finishes in minutes; `--only NAME` runs one and rewrites only its section.
+`python -m benchmarks` runs all of them at full scale (RESULTS.md); `--quick` (what `make bench`
+runs) uses small data and few repetitions, finishes in minutes and writes RESULTS-quick.md; `--only
+NAME` runs one and rewrites only its section.
 """
 
 from __future__ import annotations

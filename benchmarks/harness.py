@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+#: Where quick mode (``make bench``) writes, so the committed full-scale figures stay as they are.
+QUICK_RESULTS = Path(__file__).resolve().parent / "RESULTS-quick.md"
 RESULT_PREFIX = "BENCH_RESULT "
 # Every benchmark module, in the order of issue 8, with its title in RESULTS.md.
 TITLES: dict[str, str] = {
@@ -466,8 +468,9 @@ def worker_main(kinds: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]])
 
 _HEADER = """# Benchmark results
 
-Written by `python -m benchmarks` (full scale) and `make bench` (= `python -m benchmarks --quick`);
-a single benchmark rewrites only its own section (`python -m benchmarks --only NAME`). Every figure
+Written by `python -m benchmarks` (full scale, to RESULTS.md) and `make bench` (= `python -m
+benchmarks --quick`: the same tables at small scale, to RESULTS-quick.md); a single benchmark
+rewrites only its own section (`python -m benchmarks --only NAME`). Every figure
 is measured in one run, side by side, against a fresh emulator subprocess on this machine; times
 are medians of the stated repetitions, so compare the ratios rather than absolute times between
 machines. Request counts and rates are the emulator's own (`/_emulator/stats`); every loss and
@@ -511,8 +514,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output",
         type=Path,
-        default=RESULTS,
-        help=f"Markdown file to update (default {RESULTS.relative_to(REPO)})",
+        default=None,
+        help=f"Markdown file to update (default {RESULTS.relative_to(REPO)}, with --quick "
+        f"{QUICK_RESULTS.relative_to(REPO)})",
     )
 
 
@@ -522,7 +526,8 @@ def options_from(args: argparse.Namespace) -> Options:
     module = Path(sys.argv[0]).stem if sys.argv[0] else ""
     prog = "benchmarks" if module == "__main__" else f"benchmarks.{module}"
     command = f"python -m {prog} {argv}".strip()
-    return Options(quick=bool(args.quick), repeat=args.repeat, output=Path(args.output), command=command)
+    output = Path(args.output) if args.output else (QUICK_RESULTS if args.quick else RESULTS)
+    return Options(quick=bool(args.quick), repeat=args.repeat, output=output, command=command)
 
 
 def standalone(name: str, doc: str, run: Callable[[Options], Section]) -> None:
