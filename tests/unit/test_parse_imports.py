@@ -1,0 +1,147 @@
+"""Parsing a DAG file that builds every operator and sensor must not import their worker-side helpers.
+
+Those helpers (run conditions, retention planning, metric input loading, environment checks and
+``packaging``, the trigger, the hook) run only in ``execute``; importing them while parsing costs
+DAG-processor time on every parse (benchmark 4). Also checks the parse-time requirement shortcut.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+
+import pytest
+
+from airflow_provider_neptune.operators.environment import (
+    NeptuneValidateEnvironmentOperator,
+    plainly_valid_requirements,
+)
+from airflow_provider_neptune.operators.environment_checks import normalize_requirements
+
+PROBE = """
+import sys
+import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG
+
+before = set(sys.modules)
+from airflow_provider_neptune.operators import (
+    NeptuneArtifactRetentionOperator,
+    NeptuneCreateRunOperator,
+    NeptuneLogMetricsOperator,
+    NeptuneStopRunOperator,
+    NeptuneSyncOperator,
+    NeptuneUploadArtifactOperator,
+    NeptuneValidateEnvironmentOperator,
+)
+from airflow_provider_neptune.sensors import NeptuneMetricSensor, NeptuneRunSensor
+
+RUN = "{{ ti.xcom_pull('create') }}"
+with DAG("parse_imports", schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False) as dag:
+    EmptyOperator(task_id="begin")
+    NeptuneCreateRunOperator(task_id="create", name="train", tags=["t"])
+    NeptuneLogMetricsOperator(task_id="log", run_id=RUN, metrics={"train/loss": [1.0, 0.5]})
+    NeptuneUploadArtifactOperator(task_id="upload", run_id=RUN, path="/tmp/m.pt", score=0.5, step=1)
+    NeptuneArtifactRetentionOperator(task_id="retain", keep_top_k=3, dry_run=True)
+    NeptuneValidateEnvironmentOperator(
+        task_id="check", requirements=["neptune>=1.14", "python>=3.11"], required_env=["A"]
+    )
+    NeptuneValidateEnvironmentOperator(task_id="check_map", requirements={"neptune": ">=1.14,<2"})
+    NeptuneStopRunOperator(task_id="stop", run_id=RUN)
+    NeptuneSyncOperator(task_id="sync", data_directory="/tmp/neptune-data")
+    NeptuneMetricSensor(task_id="wait_metric", run_id=RUN, path="train/loss", condition="<", threshold=1.0)
+    NeptuneRunSensor(task_id="wait_run", run_id=RUN, wait_for="field", field="eval/done")
+print(len(dag.tasks))
+print(" ".join(sorted(set(sys.modules) - before)))
+"""
+
+WORKER_SIDE = {
+    "airflow_provider_neptune.run_conditions",
+    "airflow_provider_neptune.triggers.neptune",
+    "airflow_provider_neptune.hooks.neptune",
+    "airflow_provider_neptune.operators.checkpoint_records",
+    "airflow_provider_neptune.operators.checkpoint_store",
+    "airflow_provider_neptune.operators.retention_plan",
+    "airflow_provider_neptune.operators.metric_inputs",
+    "airflow_provider_neptune.operators.environment_checks",
+    "airflow_provider_neptune.operators.rendered_values",
+    "packaging.requirements",
+    "packaging.specifiers",
+    "neptune",
+}
+
+
+def test_building_every_operator_and_sensor_imports_no_worker_side_module() -> None:
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    tasks, added = out.stdout.strip().splitlines()[-2:]
+    assert int(tasks) == 11
+    loaded = set(added.split())
+    assert "airflow_provider_neptune.sensors.neptune" in loaded  # the probe did import the provider
+    assert sorted(loaded & WORKER_SIDE) == []
+
+
+PLAIN = [
+    "neptune",
+    "neptune>=1.14",
+    "numpy>=1.26,<2",
+    "python>=3.11",
+    "Python",
+    "python_dateutil~=2.8",
+    "a.b-c_d!=0.1,==1.0,<=3,>2",
+    "  apache-airflow>=3.0  ",
+    "neptune>=1.14; numpy<2",
+    ["neptune>=1.14", "python==3.11.7"],
+    ("x~=1.0",),
+    {"neptune": ">=1.14,<2", "numpy": None, "pandas": "2.2.1", "torch": ""},
+]
+
+NOT_DECIDED_HERE = [
+    "neptune >= 1.14",  # valid, but spaces are left to packaging
+    "neptune[extra]>=1",
+    "neptune>=1.14; python_version>'3'",
+    "neptune==1.14.*",
+    "neptune>=1.0rc1",
+    "neptune>>1",
+    "neptune~=1",
+    "-neptune",
+    "neptune>=",
+    ["ok>=1", "bad>>1"],
+    ["ok>=1", 3],
+    {"neptune": ">>1"},
+    {"neptune": 1.14},
+    42,
+]
+
+
+@pytest.mark.parametrize("requirements", PLAIN, ids=str)
+def test_plain_requirements_skip_packaging_and_packaging_agrees(requirements: object) -> None:
+    assert plainly_valid_requirements(requirements)
+    normalize_requirements(requirements)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("requirements", NOT_DECIDED_HERE, ids=str)
+def test_other_requirements_are_left_to_packaging(requirements: object) -> None:
+    assert not plainly_valid_requirements(requirements)
+
+
+def test_random_requirements_the_shortcut_accepts_are_valid_for_packaging() -> None:
+    rng = random.Random(20261126)
+    alphabet = "aZ9._-<>=!~,*+ ;0123"
+    accepted = 0
+    for _ in range(20000):
+        text = "n" + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        if plainly_valid_requirements(text):
+            accepted += 1
+            normalize_requirements(text)  # must not raise
+        if plainly_valid_requirements({"n": text[1:]}):
+            normalize_requirements({"n": text[1:]})
+    assert accepted > 50  # the generator does reach the shortcut
+
+
+def test_invalid_literal_requirement_still_fails_at_parse_time() -> None:
+    with pytest.raises(ValueError, match="PEP 508"):
+        NeptuneValidateEnvironmentOperator(task_id="t", requirements=["neptune[>=1"])
+    with pytest.raises(ValueError, match="PEP 440"):
+        NeptuneValidateEnvironmentOperator(task_id="t", requirements={"neptune": "~=1"})
