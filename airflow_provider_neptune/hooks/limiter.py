@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 
 #: Extra milliseconds added to the one-second window, absorbing latency jitter.
 WINDOW_MARGIN_MS = 100
-#: Sleep added by pyrate-limiter on top of the computed wait.
-BUFFER_MS = 10
 #: Spacing target: at high rates permits come in groups of ``rate * SLOT_MS / 1000`` per slot.
 SLOT_MS = 250
 #: Longest random extra sleep of a waiter, so waiters on one store do not all wake at once.
@@ -133,7 +131,7 @@ class RequestBudget:
                 if time.monotonic() < self._next_connect:
                     return None  # store recently unreachable: fail open without hammering it
                 try:
-                    self._limiter = Limiter(self._make_bucket(), buffer_ms=BUFFER_MS)
+                    self._limiter = Limiter(self._make_bucket())
                 except Exception:
                     self._next_connect = time.monotonic() + 5.0
                     raise
