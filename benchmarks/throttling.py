@@ -60,9 +60,10 @@ def window_figures(
     waits: list[tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
     """From the server's [second, accepted, throttled] rows: the busiest 5 s window's arrival rate
-    (accepted + throttled); budget utilisation (accepted / limit) over the whole seconds in which
-    requests were queued for a permit all second (``waits``: the workers' permit waits), and, for
-    context, over the whole seconds until the first process was done and until the last was."""
+    (accepted + throttled); budget utilisation (accepted / limit) over the whole seconds until the
+    first process was done (the verdict) and until the last was; and, to tell a slow limiter from
+    idle clients, over the seconds in which requests were queued for a permit all second long
+    (``waits``: the workers' permit waits)."""
     first, last = int(start_at), int(end_at)
     per_second = {int(r[0]): (int(r[1]), int(r[2])) for r in rows if first <= int(r[0]) <= last}
     seconds = list(range(first, last + 1))
@@ -76,7 +77,7 @@ def window_figures(
         return sum(inner) / (limit * len(inner)) if inner else float("nan")
 
     queued = queued_seconds(waits or [], first, last)
-    queued_accepted = [accepted[seconds.index(q)] for q in queued]
+    queued_accepted = [accepted[q - first] for q in queued]
     timeline = " ".join(
         f"{acc}" + (f"+{arr - acc}" if arr > acc else "") for acc, arr in zip(accepted, arrivals, strict=True)
     )
