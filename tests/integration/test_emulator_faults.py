@@ -37,8 +37,10 @@ def test_throttled_requests_are_counted_and_the_client_completes(
 ) -> None:
     with neptune.init_run(mode=mode, **QUIET) as run:
         run.wait()
-        emulator.reset_stats()
+        # Limit first, then zero the counters: a request accepted between the two (the async
+        # thread's ping) would be counted in a second's row without being in the limiter's window.
         emulator.set_faults(rate_limit=4)
+        emulator.reset_stats()
         for step in range(12):
             run["metric"].append(float(step), step=step)
             run.wait()  # one request per point, so the budget is exceeded in both modes
