@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_neptune.hooks.limiter import (
+    START_BURST,
     WINDOW_MARGIN_MS,
     BudgetTimeout,
     RequestBudget,
@@ -23,10 +24,12 @@ from airflow_provider_neptune.hooks.limiter import (
 
 
 def test_rates_space_permits_and_cap_each_second() -> None:
-    spacing, cap = rates_for(20)
     window = 1000 + WINDOW_MARGIN_MS
-    assert (spacing.limit, spacing.interval) == (5, window // 4)  # 5 permits per 275 ms
+    spacing, cap = rates_for(20)  # a group holds one task's start-up: 13 permits per 13/20 window
+    assert (spacing.limit, spacing.interval) == (START_BURST, START_BURST * window // 20)
     assert (cap.limit, cap.interval) == (20, window)
+    spacing, cap = rates_for(10)  # a budget below the start-up burst keeps the fine spacing
+    assert (spacing.limit, spacing.interval) == (2, window // 5)
     spacing, cap = rates_for(400)
     assert spacing.limit == 100
     assert spacing.interval == window // 4
