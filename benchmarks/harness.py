@@ -470,8 +470,9 @@ _HEADER = """# Benchmark results
 
 Written by `python -m benchmarks` (full scale, to RESULTS.md) and `make bench` (= `python -m
 benchmarks --quick`: the same tables at small scale, to RESULTS-quick.md); a single benchmark
-rewrites only its own section (`python -m benchmarks --only NAME`). Every figure
-is measured in one run, side by side, against a fresh emulator subprocess on this machine; times
+rewrites only its own section (`python -m benchmarks --only NAME`), so each section names its
+own command, date and commit. A section's figures are measured in one run, side by side, against a
+fresh emulator subprocess on this machine; times
 are medians of the stated repetitions, so compare the ratios rather than absolute times between
 machines. Request counts and rates are the emulator's own (`/_emulator/stats`); every loss and
 duplicate check reads the data back from the emulator, never the client's counters. A missed target
