@@ -383,11 +383,13 @@ class NeptuneHook(BaseHook):
         """(sys/id, sys/name) of an existing run by sys/id or custom run id; None when there is none."""
         from neptune.exceptions import NeptuneException
 
+        from airflow_provider_neptune.nql_text import condition
+
         try:
             with self.get_project() as project:
                 if custom_run_id is not None:
                     table = project.fetch_runs_table(
-                        query=f'`sys/custom_run_id`:string = "{custom_run_id}"',
+                        query=condition("sys/custom_run_id", "string", "=", custom_run_id, "custom_run_id"),
                         columns=["sys/id", "sys/custom_run_id", "sys/name"],
                         sort_by="sys/id",  # the client's default sort fails on a project without runs
                         progress_bar=False,
@@ -395,8 +397,9 @@ class NeptuneHook(BaseHook):
                     if not table.empty and "sys/custom_run_id" in table:
                         table = table[table["sys/custom_run_id"] == custom_run_id]
                 else:
+                    # Not the client's id= filter: it pastes the id into the query unescaped.
                     table = project.fetch_runs_table(
-                        id=[run_id or ""],
+                        query=condition("sys/id", "string", "=", run_id or "", "run_id"),
                         columns=["sys/id", "sys/name", "sys/creation_time"],
                         progress_bar=False,
                     ).to_pandas()

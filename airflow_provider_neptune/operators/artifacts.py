@@ -436,7 +436,14 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
         return [str(t) for t in self.tags or ()]
 
     def _selection(self) -> dict[str, Any]:
-        """fetch_runs_table arguments: the client's own filters, or one NQL query when one is given."""
+        """fetch_runs_table arguments: one NQL query built here with every value quoted.
+
+        The client's own ``tag=`` filter pastes tags into the query unescaped (a tag holding ``") OR
+        ("`` would select every run), so tags and state always go through :mod:`..nql_text`. The user's
+        ``query`` must be balanced so it stays one operand of the AND; the whole query is wrapped in
+        parentheses because the client appends ``AND sys/trashed`` and paging conditions unbracketed.
+        """
+        from airflow_provider_neptune.nql_text import check_fragment, condition
         from airflow_provider_neptune.operators.rendered_values import as_optional_str
 
         tags = self._tags()
@@ -444,13 +451,14 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
         if state is not None and state not in ("active", "inactive"):
             raise ValueError(f"state must be 'active' or 'inactive', got {state!r}")
         query = as_optional_str(self.query)
-        if query is None:
-            return {"tag": tags or None, "state": state}
-        parts = [f"({query})"]
-        parts += [f'(`sys/tags`:stringSet CONTAINS "{t}")' for t in tags]
+        parts = [f"({check_fragment(query, 'query')})"] if query is not None else []
+        parts += [condition("sys/tags", "stringSet", "CONTAINS", t, "tag") for t in tags]
         if state is not None:
-            parts.append(f'(`sys/state`:experimentState = "{"running" if state == "active" else "idle"}")')
-        return {"query": " AND ".join(parts) if len(parts) > 1 else query}
+            api_state = "running" if state == "active" else "idle"
+            parts.append(condition("sys/state", "experimentState", "=", api_state, "state"))
+        if not parts:
+            return {}
+        return {"query": "(" + " AND ".join(parts) + ")"}
 
     def _scan(
         self,

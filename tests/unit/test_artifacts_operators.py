@@ -103,13 +103,19 @@ def test_upload_operator_validates_before_touching_neptune(tmp_path: Path) -> No
 
 
 def test_retention_operator_validates_and_builds_selection() -> None:
-    op = NeptuneArtifactRetentionOperator(task_id="r", tags=["a", "b"], state="inactive")
-    assert op._selection() == {"tag": ["a", "b"], "state": "inactive"}
+    op = NeptuneArtifactRetentionOperator(task_id="r", tags=["a", 'b"'], state="inactive")
+    assert op._selection() == {
+        "query": '((`sys/tags`:stringSet CONTAINS "a") AND (`sys/tags`:stringSet CONTAINS "b\\"") AND '
+        '(`sys/state`:experimentState = "idle"))'
+    }
     op = NeptuneArtifactRetentionOperator(task_id="r2", tags="a, b", query="`x`:float > 1", state="active")
     assert op._selection() == {
-        "query": '(`x`:float > 1) AND (`sys/tags`:stringSet CONTAINS "a") AND '
-        '(`sys/tags`:stringSet CONTAINS "b") AND (`sys/state`:experimentState = "running")'
+        "query": '((`x`:float > 1) AND (`sys/tags`:stringSet CONTAINS "a") AND '
+        '(`sys/tags`:stringSet CONTAINS "b") AND (`sys/state`:experimentState = "running"))'
     }
+    assert NeptuneArtifactRetentionOperator(task_id="r6")._selection() == {}
+    with pytest.raises(ValueError, match=r"query '\(a\) OR \(b': 1 '\(' not closed"):
+        NeptuneArtifactRetentionOperator(task_id="r7", query="(a) OR (b")._selection()
     with pytest.raises(ValueError, match="keep_best_runs needs run_metric"):
         NeptuneArtifactRetentionOperator(task_id="r3", keep_best_runs=2)._policy()
     with pytest.raises(ValueError, match="max_delete_fraction"):

@@ -77,3 +77,27 @@ def test_structure_of_parsed_query() -> None:
         )
     )
     assert nql.to_millis("1970-01-01T00:00:01.500Z") == 1500.0
+
+
+@pytest.mark.parametrize(
+    ("literal", "value"),
+    [
+        ('"a\\"b"', 'a"b'),
+        ('"ends\\\\"', "ends\\"),
+        ('"\\\\\\""', '\\"'),
+        ('"x\\") OR (\\""', 'x") OR ("'),
+        ("'it\\'s'", "it's"),
+        ('"back`tick (paren)"', "back`tick (paren)"),
+    ],
+)
+def test_string_literals_unescape_backslash_and_quotes(literal: str, value: str) -> None:
+    parsed = nql.parse(f"(`sys/tags`:stringSet CONTAINS {literal})")
+    assert parsed == nql.Condition("sys/tags", "stringSet", "CONTAINS", value)
+
+
+def test_unescaped_quote_ends_the_literal() -> None:
+    # What an unquoted tag pasted into a query does: the query gains an OR.
+    tag = 'a") OR (`sys/id`:string != "'
+    parsed = nql.parse(f'(`sys/tags`:stringSet CONTAINS "{tag}")')
+    assert isinstance(parsed, nql.Or)
+    assert nql.matches(parsed, {"sys/id": ("string", "ANY-1"), "sys/tags": ("stringSet", [])})
