@@ -1,8 +1,9 @@
 """How a checkpoint is laid out in a run, and how checkpoints are ranked.
 
 Each uploaded file becomes one *entry* ``<namespace>/<key>/`` holding the file and, beside it, the
-fields retention decides on (score, step, size, sha256, upload time, keep mark), so nothing has to be
-downloaded to decide what to keep. Pure code: no ``neptune`` import, unit-testable without a server.
+fields retention decides on (score, step, size, sha256, upload time, keep mark) and the ``record``
+marker, so nothing has to be downloaded to decide what to keep, and nothing but a whole record written
+by the upload operator is ever touched. Pure code: no ``neptune`` import, unit-testable without a server.
 """
 
 from __future__ import annotations
@@ -25,20 +26,27 @@ SHA256_FIELD = "sha256"
 UPLOADED_AT_FIELD = "uploaded_at"
 NAME_FIELD = "name"
 KEEP_FIELD = "keep"
+RECORD_FIELD = "record"
+RECORD_MARKER = "airflow-provider-neptune checkpoint v1"
+"""Value of ``record``: written last by the upload operator, removed last by retention."""
 
-# Deletion order: the bytes first, the sha256 marker last. An interrupted deletion therefore leaves an
-# entry that is still recognised (it has sha256) and is finished by the next clean-up run.
+# Deletion order: the bytes and the optional fields first, the required fields next, the ``record``
+# marker last. An interrupted deletion therefore leaves an entry without file that still carries the
+# marker: it is recognised as a remnant of this provider's record and finished by the next clean-up.
 ENTRY_FIELDS_DELETE_ORDER: tuple[str, ...] = (
     FILE_FIELD,
     SCORE_FIELD,
     STEP_FIELD,
+    KEEP_FIELD,
     SIZE_FIELD,
     UPLOADED_AT_FIELD,
     NAME_FIELD,
-    KEEP_FIELD,
     SHA256_FIELD,
+    RECORD_FIELD,
 )
+"""Every field of a checkpoint record, in deletion order; nothing else under the namespace is deleted."""
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -129,14 +137,58 @@ def _as_float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_complete_record(record: Mapping[str, Any]) -> bool:
+    """Whether the fields of one entry form a whole record as the upload operator writes it.
+
+    Required, with their types: ``sha256`` (64 lowercase hex digits), ``size`` (a number >= 0),
+    ``uploaded_at`` (a datetime) and ``name`` (a non-empty string); ``score`` and ``step`` are numbers
+    and ``keep`` is True when present; ``record`` is the marker when present (records written before
+    the marker existed have none). The file itself is not required: see :func:`recognise_record`.
+    """
+    marker = record.get(RECORD_FIELD, RECORD_MARKER)
+    sha = record.get(SHA256_FIELD)
+    size = record.get(SIZE_FIELD)
+    name = record.get(NAME_FIELD)
+    size_ok = (
+        isinstance(size, int | float) and not isinstance(size, bool) and math.isfinite(size) and size >= 0
+    )
+    return (
+        marker == RECORD_MARKER
+        and isinstance(sha, str)
+        and _SHA256.fullmatch(sha) is not None
+        and size_ok
+        and isinstance(record.get(UPLOADED_AT_FIELD), datetime)
+        and isinstance(name, str)
+        and bool(name)
+        and all(_is_number(record[f]) for f in (SCORE_FIELD, STEP_FIELD) if f in record)
+        and record.get(KEEP_FIELD, True) is True
+    )
+
+
+def recognise_record(record: Mapping[str, Any], has_file: bool) -> bool:
+    """Whether retention and the upload gate may treat this entry as one of this provider's records.
+
+    A complete record (with or without its file: retention deletes the file first) is recognised;
+    so is an entry without file still carrying the ``record`` marker, the remnant of an interrupted
+    deletion. Anything else, e.g. a user's own ``sha256`` and ``name`` next to a ``comment``, is not.
+    """
+    if is_complete_record(record):
+        return True
+    return not has_file and record.get(RECORD_FIELD) == RECORD_MARKER
+
+
 def checkpoints_from_fields(
     values: Mapping[str, Any], file_paths: Collection[str], namespace: str
 ) -> list[Checkpoint]:
-    """Collect the checkpoint entries of one run from its flat field values.
+    """Collect the checkpoint records of one run from its flat field values.
 
     ``values`` maps full field paths to values (files excluded); ``file_paths`` lists the File fields
-    present. Only entries carrying a ``sha256`` field are ours: anything else under the namespace is
-    never reported, so it is never deleted.
+    present. Only entries :func:`recognise_record` accepts are reported, so nothing else under the
+    namespace is ever ranked or deleted.
     """
     prefix = namespace + "/"
     fields: dict[str, dict[str, Any]] = {}
@@ -153,15 +205,15 @@ def checkpoints_from_fields(
     }
     entries = []
     for key, record in sorted(fields.items()):
-        sha = record.get(SHA256_FIELD)
-        if not isinstance(sha, str) or not sha:
+        if not recognise_record(record, key in files):
             continue
+        sha = record.get(SHA256_FIELD)
         uploaded = record.get(UPLOADED_AT_FIELD)
         size = _as_float(record.get(SIZE_FIELD))
         entries.append(
             Checkpoint(
                 key=key,
-                sha256=sha,
+                sha256=sha if isinstance(sha, str) else None,
                 score=_as_float(record.get(SCORE_FIELD)),
                 step=_as_float(record.get(STEP_FIELD)),
                 size=int(size) if size is not None and size > 0 else 0,

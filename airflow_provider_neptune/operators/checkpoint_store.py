@@ -20,6 +20,8 @@ from airflow_provider_neptune.operators.checkpoint_records import (
     FILE_FIELD,
     KEEP_FIELD,
     NAME_FIELD,
+    RECORD_FIELD,
+    RECORD_MARKER,
     SCORE_FIELD,
     SHA256_FIELD,
     SIZE_FIELD,
@@ -125,7 +127,8 @@ def upload_entry(
     Neptune data directory), so the upload no longer depends on ``source``: offline data survives the
     file's deletion until ``neptune sync``, and async uploads cannot pick up a file rewritten later.
     The client removes that copy itself once uploaded. The copy is hashed while written and must match
-    ``sha256``. ``sha256`` is assigned last: it is what marks the entry as complete.
+    ``sha256``. The ``record`` marker is assigned last: only then is the entry a complete record that
+    retention may touch (an interrupted upload leaves an entry retention ignores).
     """
     from neptune.types import File
 
@@ -162,19 +165,25 @@ def upload_entry(
             continue
         run[path] = value
     run[f"{base}/{SHA256_FIELD}"] = sha256
+    run[f"{base}/{RECORD_FIELD}"] = RECORD_MARKER
 
 
 def delete_entries(run: Any, namespace: str, keys: Iterable[str]) -> int:
-    """Queue deletion of the known fields of each entry (the file first, sha256 last).
+    """Queue deletion of the record fields of each entry (the file first, the ``record`` marker last).
 
-    Only the fields this provider writes are removed, so nothing else a user stored under the
-    namespace is touched. Returns how many fields were queued for deletion.
+    Only the fields of a checkpoint record are removed, so nothing else a user stored under the
+    namespace (or beside a record) is touched. A record written before the marker existed gets the
+    marker first, so an interrupted deletion leaves a remnant the next clean-up still recognises.
+    Returns how many fields were queued for deletion.
     """
     run.sync()
     removed = 0
     for key in keys:
+        base = f"{namespace}/{key}"
+        if not run.exists(f"{base}/{RECORD_FIELD}") and run.exists(f"{base}/{SHA256_FIELD}"):
+            run[f"{base}/{RECORD_FIELD}"] = RECORD_MARKER
         for name in ENTRY_FIELDS_DELETE_ORDER:
-            path = f"{namespace}/{key}/{name}"
+            path = f"{base}/{name}"
             if run.exists(path):
                 run.pop(path)
                 removed += 1

@@ -18,6 +18,7 @@ from airflow_provider_neptune.operators.artifacts import (
     NeptuneArtifactRetentionOperator,
     NeptuneUploadArtifactOperator,
 )
+from airflow_provider_neptune.operators.checkpoint_records import RECORD_MARKER
 
 pytestmark = pytest.mark.integration
 
@@ -129,6 +130,7 @@ def test_retry_does_not_resend_and_changed_file_replaces(
     assert "score" not in stored  # no stale score from the replaced upload
     assert "keep" not in stored
     assert stored["step"] == 7
+    assert stored["record"] == RECORD_MARKER  # written last: the record is complete
 
 
 def _upload_requests(emulator: Any) -> int:

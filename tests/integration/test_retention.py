@@ -20,6 +20,7 @@ from airflow_provider_neptune.operators.artifacts import (
     NeptuneArtifactRetentionOperator,
     NeptuneRetentionRefusedError,
 )
+from airflow_provider_neptune.operators.checkpoint_records import RECORD_MARKER
 
 pytestmark = pytest.mark.integration
 
@@ -237,3 +238,42 @@ def test_nql_query_and_tags_select_the_runs(retention_env: Any, tag: str) -> Non
     untouched = {"step_0": True, "step_1": True, "step_2": True}
     assert read_checkpoints(retention_env, ids["poor"]) == untouched
     assert read_checkpoints(retention_env, ids["other"]) == untouched  # matches the query, not the tag
+
+
+def _structure(emulator: Any, sys_id: str) -> dict[str, set[str]]:
+    """{entry key: its field names} under checkpoints/ as the server holds it (plain client)."""
+    run = plain_run(emulator, with_id=sys_id, mode="read-only")
+    try:
+        entries = run.get_structure().get("checkpoints", {})
+        return {key: set(fields) for key, fields in entries.items() if isinstance(fields, dict)}
+    finally:
+        run.stop()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_only_whole_records_are_touched_and_foreign_fields_survive(
+    retention_env: Any, tag: str, mode: str
+) -> None:
+    ids = make_runs(retention_env, tag, {"a": [0.1, 0.9, 0.2]})
+    run = plain_run(retention_env, with_id=ids["a"], mode="sync")
+    # A user's own entry that merely has a sha256 and a name, next to their comment.
+    run["checkpoints/mine/sha256"] = hashlib.sha256(b"dataset").hexdigest()
+    run["checkpoints/mine/name"] = "dataset.csv"
+    run["checkpoints/mine/comment"] = "my own notes"
+    # The user's annotation of a record that retention deletes.
+    run["checkpoints/step_0/comment"] = "first try"
+    # The remnant of an interrupted deletion of a marked record: file and most fields already gone.
+    run["checkpoints/half/sha256"] = hashlib.sha256(b"half").hexdigest()
+    run["checkpoints/half/record"] = RECORD_MARKER
+    run["checkpoints/half/comment"] = "annotated"
+    run.stop()
+
+    result = _op(tag, keep_top_k=1, mode=mode).execute(context())
+    assert result["checkpoints_found"] == 4  # step_0..2 and the remnant; never "mine"
+    assert result["checkpoints_deleted"] == 2
+    after = _structure(retention_env, ids["a"])
+    assert after["mine"] == {"sha256", "name", "comment"}
+    assert after["step_0"] == {"comment"}
+    assert after["half"] == {"comment"}
+    assert after["step_1"] >= {"file", "sha256", "score", "size", "uploaded_at", "name"}
+    assert _op(tag, keep_top_k=1, mode=mode).execute(context())["checkpoints_deleted"] == 0

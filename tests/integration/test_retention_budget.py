@@ -8,7 +8,9 @@ accounted for by the hook's counters.
 
 from __future__ import annotations
 
+import hashlib
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +43,14 @@ def test_retention_and_sync_never_exceed_the_server_limit(
         run = plain_run(emulator, mode="sync", name=name, tags=["budget"])
         for step, score in enumerate([0.3, 0.9, 0.1, 0.5]):
             run[f"checkpoints/step_{step}/file"].upload(File.from_content(b"w" * (step + 1), extension="pt"))
-            run[f"checkpoints/step_{step}"] = {"score": score, "step": float(step), "size": float(step + 1)}
-            run[f"checkpoints/step_{step}/sha256"] = f"{name}{step}"
+            run[f"checkpoints/step_{step}"] = {
+                "score": score,
+                "step": float(step),
+                "size": float(step + 1),
+                "uploaded_at": datetime.now(UTC),
+                "name": "model.pt",
+                "sha256": hashlib.sha256(b"w" * (step + 1)).hexdigest(),
+            }
         run.stop()
     checkpoint = tmp_path / "offline.pt"
     checkpoint.write_bytes(os.urandom(2048))

@@ -95,6 +95,8 @@ def _stopped_run_with_checkpoints(emulator: Any, scores: list[float]) -> str:
             "score": score,
             "step": float(step),
             "size": float(len(data)),
+            "uploaded_at": datetime.now(UTC),
+            "name": "model.pt",
             "sha256": hashlib.sha256(data).hexdigest(),
         }
     sys_id = str(run["sys/id"].fetch())

@@ -8,11 +8,14 @@ from datetime import UTC, datetime
 import pytest
 
 from airflow_provider_neptune.operators.checkpoint_records import (
+    ENTRY_FIELDS_DELETE_ORDER,
+    RECORD_MARKER,
     Checkpoint,
     checkpoints_from_fields,
     entry_key,
     flatten,
     gate_upload,
+    recognise_record,
     validate_direction,
     validate_namespace,
 )
@@ -38,25 +41,106 @@ def test_namespace_and_direction_validation() -> None:
         validate_direction("up")
 
 
-def test_parse_only_entries_with_sha256_and_only_inside_namespace() -> None:
-    when = datetime(2026, 1, 1, tzinfo=UTC)
+WHEN = datetime(2026, 1, 1, tzinfo=UTC)
+SHA_A = "a" * 64
+SHA_B = "0123456789abcdef" * 4
+
+
+def _record(**changes: object) -> dict[str, object]:
+    """A record as the upload operator writes it (fields only; the file is listed separately)."""
+    record: dict[str, object] = {
+        "sha256": SHA_A,
+        "score": 0.5,
+        "step": 1.0,
+        "size": 12.0,
+        "uploaded_at": WHEN,
+        "name": "model.pt",
+        "record": RECORD_MARKER,
+    }
+    record.update(changes)
+    return {k: v for k, v in record.items() if v is not None}
+
+
+def test_parse_only_complete_records_and_only_inside_namespace() -> None:
+    legacy = {k: v for k, v in _record(sha256=SHA_B, score=float("nan"), keep=True).items() if k != "record"}
     values = flatten(
         {
             "checkpoints": {
-                "step_1": {"sha256": "aa", "score": 0.5, "step": 1.0, "size": 12.0, "uploaded_at": when},
-                "step_2": {"sha256": "bb", "score": float("nan"), "keep": True},
+                "step_1": _record(),
+                "step_2": legacy,
                 "notes": {"text": "not a checkpoint"},
-                "deep": {"x": {"sha256": "cc"}},
+                "deep": {"x": _record()},
             },
-            "other": {"step_9": {"sha256": "dd"}},
+            "other": {"step_9": _record()},
         }
     )
     files = ["checkpoints/step_1/file", "checkpoints/notes/file", "other/step_9/file"]
     entries = checkpoints_from_fields(values, files, "checkpoints")
     assert entries == [
-        Checkpoint(key="step_1", sha256="aa", score=0.5, step=1.0, size=12, uploaded_at=when),
-        Checkpoint(key="step_2", sha256="bb", score=None, keep=True, has_file=False),
+        Checkpoint(key="step_1", sha256=SHA_A, score=0.5, step=1.0, size=12, uploaded_at=WHEN),
+        Checkpoint(
+            key="step_2",
+            sha256=SHA_B,
+            score=None,
+            step=1.0,
+            size=12,
+            uploaded_at=WHEN,
+            keep=True,
+            has_file=False,
+        ),
     ]
+
+
+def test_a_users_sha256_and_name_beside_a_comment_is_not_a_record() -> None:
+    users = {"sha256": SHA_A, "name": "my notes", "comment": "keep this"}
+    values = flatten({"checkpoints": {"mine": users, "theirs": {**users, "size": 3.0}}})
+    assert checkpoints_from_fields(values, ["checkpoints/mine/file"], "checkpoints") == []
+    assert checkpoints_from_fields(values, [], "checkpoints") == []
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"sha256": None},
+        {"sha256": "aa"},
+        {"sha256": "A" * 64},
+        {"size": None},
+        {"size": "12"},
+        {"size": True},
+        {"size": -1.0},
+        {"size": float("inf")},
+        {"uploaded_at": None},
+        {"uploaded_at": "2026-01-01T00:00:00Z"},
+        {"name": None},
+        {"name": ""},
+        {"score": "0.5"},
+        {"step": False},
+        {"keep": "yes"},
+        {"keep": False},
+        {"record": "someone else's marker"},
+    ],
+)
+def test_missing_or_mistyped_fields_make_an_entry_foreign(changes: dict[str, object]) -> None:
+    assert recognise_record(_record(), has_file=True)
+    assert not recognise_record(_record(**changes), has_file=True)
+
+
+def test_records_without_marker_and_remnants_of_a_deletion() -> None:
+    legacy = {k: v for k, v in _record().items() if k != "record"}
+    assert recognise_record(legacy, has_file=True)
+    assert recognise_record(legacy, has_file=False)  # its deletion removed the file, then stopped
+    remnant = {"name": "model.pt", "sha256": SHA_A, "record": RECORD_MARKER, "comment": "user's"}
+    assert recognise_record(remnant, has_file=False)
+    assert recognise_record({"record": RECORD_MARKER}, has_file=False)
+    assert not recognise_record(remnant, has_file=True)  # a file we did not describe: not ours
+    assert not recognise_record({k: v for k, v in legacy.items() if k != "size"}, has_file=False)
+    # Deletion removes the file first and the marker last, so every prefix leaves a remnant.
+    assert ENTRY_FIELDS_DELETE_ORDER[0] == "file"
+    assert ENTRY_FIELDS_DELETE_ORDER[-1] == "record"
+    record = _record(keep=True)
+    for done in range(1, len(ENTRY_FIELDS_DELETE_ORDER)):
+        left = {k: v for k, v in record.items() if k not in ENTRY_FIELDS_DELETE_ORDER[:done]}
+        assert recognise_record(left, has_file=False), ENTRY_FIELDS_DELETE_ORDER[:done]
 
 
 def _gate_sequence(scores: list[float], k: int, direction: str) -> list[int]:
@@ -90,3 +174,44 @@ def test_gate_ignores_same_key_and_ties_are_not_better() -> None:
     assert gate_upload(existing, 0.1, 2, "max", key="a")[0] is True
     gone = [Checkpoint(key="a", sha256="1", score=0.9, has_file=False)]
     assert gate_upload(gone, 0.1, 1, "max", key="c")[0] is True
+
+
+class _RecordingRun:
+    """The four methods of a neptune Run that delete_entries uses, over a set of field paths."""
+
+    def __init__(self, paths: set[str]) -> None:
+        self.paths = set(paths)
+        self.ops: list[tuple[str, str]] = []
+
+    def sync(self) -> None:
+        self.ops.append(("sync", ""))
+
+    def exists(self, path: str) -> bool:
+        return path in self.paths
+
+    def pop(self, path: str) -> None:
+        self.paths.remove(path)
+        self.ops.append(("pop", path))
+
+    def __setitem__(self, path: str, value: object) -> None:
+        self.paths.add(path)
+        self.ops.append(("set", path))
+
+
+def test_delete_marks_old_records_first_and_never_touches_other_fields() -> None:
+    from airflow_provider_neptune.operators.checkpoint_store import delete_entries
+
+    legacy = {f"ns/old/{k}" for k in ("file", "sha256", "size", "uploaded_at", "name", "score")}
+    marked = {f"ns/new/{k}" for k in ("file", "sha256", "size", "uploaded_at", "name", "record")}
+    users = {"ns/old/comment", "ns/new/comment", "ns/other/sha256"}
+    run = _RecordingRun(legacy | marked | users)
+    assert delete_entries(run, "ns", ["old", "new"]) == len(legacy) + len(marked) + 1
+    assert run.paths == users
+    old_ops = [op for op in run.ops if op[1].startswith("ns/old/")]
+    assert old_ops[0] == ("set", "ns/old/record")
+    assert old_ops[1] == ("pop", "ns/old/file")
+    assert old_ops[-1] == ("pop", "ns/old/record")
+    new_ops = [op for op in run.ops if op[1].startswith("ns/new/")]
+    assert new_ops[0] == ("pop", "ns/new/file")
+    assert new_ops[-1] == ("pop", "ns/new/record")
+    assert ("set", "ns/new/record") not in run.ops
