@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
 import weakref
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -55,17 +56,56 @@ def _new_hook(conn_id: str, project: str | None, mode: str | None) -> NeptuneHoo
     return NeptuneHook(conn_id, project=as_optional_str(project), mode=as_optional_str(mode))
 
 
-def resolve_files(path: str) -> list[Path]:
-    """The files ``path`` names: one file, or every file a glob (``**`` allowed) matches, sorted."""
+def base_directory(path: str) -> Path:
+    """The directory ``path`` was given: its leading part before any wildcard (the parent for a file).
+
+    A ``..`` component is refused: it could climb out of the directory the path names.
+    """
+    parts = Path(path).parts
+    if ".." in parts:
+        raise ValueError(f"path {path!r} contains '..'; write it without '..' (e.g. as an absolute path)")
+    fixed = len(parts) - 1
+    if any(char in path for char in _GLOB_CHARS):
+        fixed = next(i for i, part in enumerate(parts) if any(char in part for char in _GLOB_CHARS))
+    return Path(*parts[:fixed]) if fixed > 0 else Path(".")
+
+
+def resolve_files(path: str, *, follow_symlinks: bool = False) -> list[Path]:
+    """The files ``path`` names: one file, or every file a glob (``**`` allowed) matches, sorted.
+
+    Unless ``follow_symlinks``, a file whose real location (symlinks resolved, also symlinked
+    directories a ``**`` walked through) lies outside :func:`base_directory` is refused, so a link
+    inside a checkpoint folder cannot upload e.g. ``/etc/passwd``. Several names of one real file
+    (a symlink to a sibling, a ``**`` walk through a link) yield it once, under its first name.
+    """
+    base = base_directory(path)
     if any(char in path for char in _GLOB_CHARS):
         matches = sorted(Path(p) for p in glob.glob(path, recursive=True) if Path(p).is_file())
         if not matches:
             raise FileNotFoundError(f"no file matches {path!r}")
-        return matches
-    single = Path(path)
-    if not single.is_file():
-        raise FileNotFoundError(f"checkpoint file {path!r} does not exist or is not a file")
-    return [single]
+    else:
+        matches = [Path(path)]
+        if not matches[0].is_file():
+            raise FileNotFoundError(f"checkpoint file {path!r} does not exist or is not a file")
+    real_base = Path(os.path.realpath(base))
+    files: list[Path] = []
+    seen: set[Path] = set()
+    outside: list[str] = []
+    for match in matches:
+        real = Path(os.path.realpath(match))
+        if not follow_symlinks and not real.is_relative_to(real_base):
+            outside.append(f"{match} -> {real}")
+            continue
+        if real not in seen:
+            seen.add(real)
+            files.append(match)
+    if outside:
+        shown = "; ".join(outside[:5]) + (f"; and {len(outside) - 5} more" if len(outside) > 5 else "")
+        raise ValueError(
+            f"{len(outside)} file(s) matched by {path!r} resolve outside {str(base)!r} through symlinks "
+            f"({shown}); refusing to upload them. Set follow_symlinks=True to allow it."
+        )
+    return files
 
 
 def request_counts(hook: NeptuneHook, before: dict[str, int]) -> dict[str, int]:
@@ -78,10 +118,11 @@ class NeptuneUploadArtifactOperator(BaseOperator):
     """Upload a checkpoint file (or a glob of files) to a run, with the fields retention decides on.
 
     Each file goes to ``<namespace>/<key>/file`` and beside it ``score``, ``step``, ``size`` (bytes,
-    a float: Neptune integers are 32-bit), ``sha256``, ``uploaded_at``, ``name`` and optionally
-    ``keep``. ``key`` is ``step_<step>`` for one file with a step, else the file name (see
-    ``checkpoint_name``). A task retry does not send the same bytes again: an entry with the same
-    sha256 and its file present is skipped. Large files go through the client's multipart upload.
+    a float: Neptune integers are 32-bit), ``sha256``, ``uploaded_at``, ``name``, optionally ``keep``,
+    and last the ``record`` marker that makes it a complete record retention may act on. ``key`` is
+    ``step_<step>`` for one file with a step, else the file name (see ``checkpoint_name``). A task
+    retry does not send the same bytes again: an entry with the same sha256 and its file present is
+    skipped. Large files go through the client's multipart upload.
     In async and offline modes the bytes are copied at once into the client's per-run upload folder
     under the Neptune data directory (the client deletes that copy after uploading, also after
     ``neptune sync``), so deleting or rewriting the file afterwards cannot lose or change the upload.
@@ -100,6 +141,10 @@ class NeptuneUploadArtifactOperator(BaseOperator):
     :param keep: mark the entries so retention never deletes them.
     :param checkpoint_name: fixed key instead of the automatic one (templated).
     :param custom_run_id: open the run by custom run id instead of ``run_id`` (templated).
+    :param follow_symlinks: also upload files whose real location (after following symlinks, also
+        symlinked directories a ``**`` glob walks through) is outside the directory ``path`` names
+        (its part before the first wildcard; the file's folder for a single file). Default False:
+        such files fail the task, listing where they point. A ``..`` in ``path`` is always refused.
     :param delivery_timeout: seconds to wait for the uploads to be confirmed.
     :param neptune_conn_id: the Neptune connection.
     :param project: ``workspace/project`` overriding the connection's.
@@ -137,6 +182,7 @@ class NeptuneUploadArtifactOperator(BaseOperator):
         keep: bool = False,
         checkpoint_name: str | None = None,
         custom_run_id: str | None = None,
+        follow_symlinks: bool = False,
         delivery_timeout: float = 600.0,
         neptune_conn_id: str = "neptune_default",
         project: str | None = None,
@@ -155,6 +201,7 @@ class NeptuneUploadArtifactOperator(BaseOperator):
         self.keep = keep
         self.checkpoint_name = checkpoint_name
         self.custom_run_id = custom_run_id
+        self.follow_symlinks = follow_symlinks
         self.delivery_timeout = delivery_timeout
         self.neptune_conn_id = neptune_conn_id
         self.project = project
@@ -191,7 +238,9 @@ class NeptuneUploadArtifactOperator(BaseOperator):
         custom_run_id = as_optional_str(self.custom_run_id)
         if only_if_better and (score is None or keep_top_k is None):
             raise ValueError("only_if_better needs both score and keep_top_k")
-        files = resolve_files(str(self.path))
+        files = resolve_files(
+            str(self.path), follow_symlinks=as_bool("follow_symlinks", self.follow_symlinks)
+        )
         if run_id is None and custom_run_id is None:
             raise ValueError("run_id or custom_run_id is required: which run do the checkpoints belong to?")
         name = as_optional_str(self.checkpoint_name)
@@ -301,10 +350,12 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
 
     For every run matched by ``tags`` / ``state`` / ``query`` (and created more than
     ``older_than_days`` ago, when given), it keeps the top ``keep_top_k`` checkpoints by score, the
-    final one (highest step) and any marked ``keep``, and deletes the others' fields under
-    ``namespace`` (only those this provider writes). Optional project-wide rules: only the best
-    ``keep_best_runs`` runs by ``run_metric`` keep their top-k, the rest keep only their final one; runs
-    created more than ``final_only_older_than_days`` ago keep only their final one.
+    final one (highest step) and any marked ``keep``, and deletes the others' record fields under
+    ``namespace``. Only complete records the upload operator wrote are considered (see
+    :func:`.checkpoint_records.recognise_record`); other fields, also beside a record, are never
+    deleted. Optional project-wide rules: only the best ``keep_best_runs`` runs by ``run_metric`` keep
+    their top-k, the rest keep only their final one; runs created more than
+    ``final_only_older_than_days`` ago keep only their final one.
 
     Safety: a run's last remaining checkpoint is never deleted; nothing outside ``namespace`` is
     touched; a plan deleting more than ``max_delete_fraction`` of the checkpoints found is refused

@@ -158,3 +158,27 @@ def test_glob_and_multipart_upload_are_byte_exact(
     assert stored["step_3_model_pt"]["sha256"] == hashlib.sha256(big).hexdigest()
     assert stored["step_3_optimizer_pt"]["bytes"] == b"tiny optimizer state"
     assert stored["step_3_model_pt"]["name"] == "model.pt"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_symlink_out_of_the_checkpoint_folder_is_refused_unless_followed(
+    neptune_emulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mode: str
+) -> None:
+    use_emulator(monkeypatch, neptune_emulator, mode)
+    run_id = _new_run(neptune_emulator, "symlinks")
+    folder = tmp_path / "ckpt"
+    (folder / "epoch_1").mkdir(parents=True)
+    (folder / "epoch_1" / "model.pt").write_bytes(b"weights")
+    secret = tmp_path / "passwd"
+    secret.write_bytes(b"root:x:0:0")
+    (folder / "epoch_1" / "notes.pt").symlink_to(secret)
+
+    with pytest.raises(ValueError, match=r"notes\.pt -> .*passwd"):
+        _upload(folder / "**" / "*.pt", run_id, mode, step=1)
+    assert _read(neptune_emulator, run_id, tmp_path) == {}
+
+    result = _upload(folder / "**" / "*.pt", run_id, mode, step=1, follow_symlinks=True)
+    assert sorted(u["key"] for u in result["uploaded"]) == ["step_1_model_pt", "step_1_notes_pt"]
+    stored = _read(neptune_emulator, run_id, tmp_path, download=True)
+    assert stored["step_1_notes_pt"]["bytes"] == b"root:x:0:0"
+    assert stored["step_1_model_pt"]["bytes"] == b"weights"
