@@ -2,10 +2,12 @@
 
 Every value the provider pastes into a Neptune Query Language string goes through
 :func:`quote_string`, so a tag, id or custom run id can never change the query's structure. The rule
-is the one Neptune's own query libraries apply (``neptune-fetcher``'s ``escape_nql_criterion``): inside
-a double-quoted literal a backslash is written ``\\\\`` and a double quote ``\\"``; nothing else is
-escaped. Neptune documents no escape for control characters or for a backtick inside a backquoted
-attribute name, so values needing those are refused. No ``neptune`` import: DAG files may use it.
+is the one Neptune's own query library applies (neptune-fetcher: ``escape_nql_criterion`` and
+``_right_query`` in ``src/neptune_fetcher/alpha/filters.py``): inside a double-quoted literal a
+backslash is written ``\\\\`` and a double quote ``\\"``; nothing else is escaped. Neptune's NQL docs
+only say to quote values with double quotes; they document no escape for control characters or for a
+backtick inside a backquoted attribute name, so values needing those are refused. No ``neptune``
+import: DAG files may use it.
 """
 
 from __future__ import annotations

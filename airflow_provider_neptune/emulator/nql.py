@@ -94,7 +94,12 @@ Query = Condition | And | Or | Not | Everything
 
 
 def _unescape(text: str) -> str:
-    return re.sub(r"\\(.)", r"\1", text)
+    """The value of a quoted literal's inside: a backslash makes the next character literal.
+
+    Covers ``\\\\`` and ``\\"``, the only escapes Neptune's query libraries write (neptune-fetcher's
+    ``escape_nql_criterion``); Neptune documents no others, so ``\\n`` is just ``n`` here.
+    """
+    return re.sub(r"\\(.)", r"\1", text, flags=re.DOTALL)
 
 
 @v_args(inline=True)
