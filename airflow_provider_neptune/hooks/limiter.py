@@ -35,7 +35,7 @@ from typing import Any
 
 from pyrate_limiter import AbstractBucket, Limiter, Rate, RateItem
 
-from airflow_provider_neptune.hooks.settings import redact_url
+from airflow_provider_neptune.hooks.redaction import redact_url
 
 log = logging.getLogger(__name__)
 

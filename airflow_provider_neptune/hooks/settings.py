@@ -23,6 +23,16 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from airflow_provider_neptune.exceptions import NeptuneSettingsError
+from airflow_provider_neptune.hooks.redaction import redact_url
+
+__all__ = [
+    "NeptuneSettings",
+    "check_address",
+    "is_loopback_host",
+    "redact_url",
+    "resolve_settings",
+    "url_origin",
+]
 
 MODES = ("async", "sync", "offline", "read-only", "debug")
 LOGGING_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -149,24 +159,6 @@ def url_origin(address: str) -> str:
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"{scheme}://{host}:{port}"
-
-
-#: Query parameters whose values are credentials (redis-py reads ``password`` from the query).
-_SECRET_QUERY_KEYS = re.compile(
-    r"(?i)([?&;](?:[\w.-]*(?:pass|pwd|secret|token|api[_-]?key|auth)[\w.-]*)=)[^&;#\s'\"]*"
-)
-#: ``scheme://user:password@`` - the user-info of any URL; greedy up to the last ``@`` before the path.
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"]*(?:@[^/\s@'\"]*)*@")
-
-
-def redact_url(text: str) -> str:
-    """``text`` with the credentials of every URL in it masked (user-info and password-like query values).
-
-    The one helper for every message and log line that may carry a URL: settings errors, budget-store
-    errors, connection-test messages and the transport's request log.
-    """
-    masked = _USERINFO.sub(r"\1***@", str(text))
-    return _SECRET_QUERY_KEYS.sub(r"\1***", masked)
 
 
 def is_loopback_host(host: str) -> bool:
