@@ -22,8 +22,10 @@ Safety rules for registered origins (see the README's Security section):
 
 * a redirect to an origin outside the policy's own (checked) origins is refused, so no
   token-bearing request follows a 3xx elsewhere (:class:`CrossOriginRedirectRefused`);
-* the ``apiUrl`` a server announces in its client config is checked with the same address rule as
-  the configured address before the client may use it, then routed through the same policy;
+* the ``apiUrl`` a server announces in its client config, and the OAuth issuer (``iss``) of the
+  access token it hands out (where the client sends the refresh token), are checked with the same
+  address rule as the configured address before the client may use them, then routed through the
+  same policy;
 * a request carrying a registered connection's API token to an unregistered origin is refused;
 * oauthlib accepts plain http only for registered loopback origins (a narrow patch of its
   ``is_secure_transport``, never the process-wide ``OAUTHLIB_INSECURE_TRANSPORT``).
@@ -41,8 +43,10 @@ not an API call the server's request limit counts, and its retries are the clien
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import json
 import logging
 import os
 import threading
@@ -93,6 +97,8 @@ OAUTHLIB_MODULES = (
 TOKEN_HEADER = "X-Neptune-Api-Token"
 #: Path ending of the client-config document whose ``apiUrl`` the client then sends its token to.
 CLIENT_CONFIG_SUFFIX = "/clients/config"
+#: Path ending of the API-token exchange; the access token's ``iss`` is where the client refreshes it.
+TOKEN_EXCHANGE_SUFFIX = "/authorization/oauth-token"
 
 COUNTER_NAMES = ("requests", "throttled", "retries", "points", "bytes", "errors")
 
@@ -341,8 +347,11 @@ class OriginPolicy:
             log.log(
                 self.request_log_level, "HTTP %s -> %s in %.3f s (%d bytes sent)", what, status, elapsed, size
             )
-            if status == 200 and urlsplit(request.url or "").path.rstrip("/").endswith(CLIENT_CONFIG_SUFFIX):
+            path = urlsplit(request.url or "").path.rstrip("/")
+            if status == 200 and path.endswith(CLIENT_CONFIG_SUFFIX):
                 self._check_client_config(response)
+            elif status == 200 and path.endswith(TOKEN_EXCHANGE_SUFFIX):
+                self._check_token_issuer(response)
             return response
 
         def retry_on_result(response: requests.Response) -> bool:
@@ -461,6 +470,18 @@ class OriginPolicy:
         api_url = config.get("apiUrl") if isinstance(config, dict) else None
         if api_url:
             add_origin(self, str(api_url), announced_by=self.origin)
+
+    def _check_token_issuer(self, response: requests.Response) -> None:
+        """Check where the client sends the refresh token (the access token's ``iss``); route it here."""
+        try:
+            access = response.json().get("accessToken") or ""
+            payload = access.split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            issuer = claims.get("iss") if isinstance(claims, dict) else None
+        except (ValueError, AttributeError, IndexError, TypeError):
+            return  # not a JWT: the client fails on it itself
+        if issuer:
+            add_origin(self, str(issuer), announced_by=self.origin, what="OAuth issuer (iss)")
 
 
 def _patched_send(
@@ -627,13 +648,15 @@ def register(
         return candidate
 
 
-def add_origin(policy: OriginPolicy, address: str, *, announced_by: str | None = None) -> None:
+def add_origin(
+    policy: OriginPolicy, address: str, *, announced_by: str | None = None, what: str = "apiUrl"
+) -> None:
     """Also route another origin (e.g. the API URL announced by the server) through a policy.
 
     The address must pass the same rule as a configured one (https, or http on loopback; nothing
     parsers could read two ways); otherwise NeptuneSettingsError is raised and nothing is routed.
     """
-    name = f"apiUrl announced by the server at {announced_by}" if announced_by else "announced API address"
+    name = f"{what} announced by the server at {announced_by}" if announced_by else f"announced {what}"
     check_address(name, address)
     with _REGISTRY_LOCK:
         _REGISTRY.setdefault(url_origin(address), policy)

@@ -6,6 +6,7 @@ A small scripted HTTP server on loopback plays the Neptune server; requests go t
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import socket
@@ -516,3 +517,31 @@ def test_request_log_masks_credentials_in_urls(
     assert "run=1" in caplog.text
     assert "Pw0rd" not in caplog.text
     assert "K3y" not in caplog.text
+
+
+def _access_token(issuer: str) -> str:
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none'})}.{part({'iss': issuer, 'exp': 2_000_000_000})}.sig"
+
+
+def test_oauth_issuer_outside_the_address_rule_is_refused(stub: tuple[str, Script]) -> None:
+    from airflow_provider_neptune.exceptions import NeptuneSettingsError
+
+    url, script = stub
+    _register(url)
+    body = json.dumps({"accessToken": _access_token("http://idp.evil.example/realms/x"), "refreshToken": "r"})
+    script.answers = [(200, {"Content-Type": "application/json"}, body.encode())]
+    with pytest.raises(NeptuneSettingsError, match=r"OAuth issuer \(iss\) announced by the server"):
+        requests.get(url + "/api/backend/v1/authorization/oauth-token", timeout=5)
+    assert transport.policy_for_url("http://idp.evil.example/realms/x") is None
+
+
+def test_oauth_issuer_on_the_same_server_is_accepted(stub: tuple[str, Script]) -> None:
+    url, script = stub
+    policy, _ = _register(url)
+    body = json.dumps({"accessToken": _access_token(url + "/auth/realms/neptune"), "refreshToken": "r"})
+    script.answers = [(200, {"Content-Type": "application/json"}, body.encode())]
+    assert requests.get(url + "/api/backend/v1/authorization/oauth-token", timeout=5).ok
+    assert transport.policy_for_url(url + "/auth/realms/neptune/protocol/openid-connect/token") is policy
