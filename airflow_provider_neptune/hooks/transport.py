@@ -508,7 +508,9 @@ def _refuse_token_leak(request: requests.PreparedRequest) -> None:
     if not token or not _REGISTRY:
         return
     digest = token_digest(token if isinstance(token, str) else token.decode("latin-1"))
-    if any(digest in policy.token_digests for policy in list(_REGISTRY.values())):
+    with _REGISTRY_LOCK:
+        policies = list(_REGISTRY.values())
+    if any(digest in policy.token_digests for policy in policies):
         try:
             where = url_origin(request.url or "")
         except ValueError:
