@@ -35,6 +35,8 @@ from typing import Any
 
 from pyrate_limiter import AbstractBucket, Limiter, Rate, RateItem
 
+from airflow_provider_neptune.hooks.redaction import redact_url
+
 log = logging.getLogger(__name__)
 
 #: Extra milliseconds added to the one-second window, absorbing latency jitter.
@@ -167,12 +169,8 @@ class RequestBudget:
         return RedisBucket(self.rates, client, self.key, client.script_load(redis_put_script()))
 
     def describe(self) -> str:
-        """Human-readable summary without secrets (a Redis URL's password is dropped)."""
-        where = self.storage
-        if self.kind == "redis" and "@" in where:
-            scheme, rest = where.split("://", 1)
-            where = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-        return f"{self.rate_per_second:g} req/s in {self.kind} ({where}), key {self.key}"
+        """Human-readable summary without secrets (a Redis URL's credentials are masked)."""
+        return f"{self.rate_per_second:g} req/s in {self.kind} ({redact_url(self.storage)}), key {self.key}"
 
     def acquire(self, timeout: float = DEFAULT_ACQUIRE_TIMEOUT) -> float:
         """Block until a permit is granted; returns the seconds waited. Raises BudgetTimeout.
@@ -231,7 +229,7 @@ class RequestBudget:
             log.warning(
                 "Neptune request budget store failed (%s: %s); sending without the shared limit. Budget: %s",
                 type(exc).__name__,
-                exc,
+                redact_url(str(exc)),
                 self.describe(),
             )
 
@@ -248,7 +246,9 @@ class RequestBudget:
                 elif self.kind == "file":
                     bucket.count()
         except Exception as exc:
-            return False, f"request budget store unreachable ({type(exc).__name__}: {exc})"
+            return False, redact_url(
+                f"request budget store {self.describe()} unreachable ({type(exc).__name__}: {exc})"
+            )
         return True, f"request budget {self.describe()}"
 
     def close(self) -> None:

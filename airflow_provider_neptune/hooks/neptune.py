@@ -37,6 +37,7 @@ from airflow_provider_neptune.hooks.run_pool import POOL, PoolKey
 from airflow_provider_neptune.hooks.settings import (
     NeptuneSettings,
     is_loopback_host,
+    redact_url,
     resolve_settings,
 )
 
@@ -214,10 +215,10 @@ class NeptuneHook(BaseHook):
                         retry=RetryPolicy(settings.retry_count, settings.retry_backoff),
                         request_timeout=settings.request_timeout,
                         log_requests=settings.logging_level == "DEBUG",
+                        api_token=settings.api_token,
                     )
-                    if any(o.startswith("http://") for o in settings.origins):
-                        # oauthlib refuses plain http; settings only allow it on loopback addresses.
-                        os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
+                    # oauthlib accepts plain http for these origins only when they are loopback
+                    # (transport patches its check narrowly; no process-wide OAUTHLIB_INSECURE_TRANSPORT).
         return self._policy
 
     @property
@@ -849,7 +850,8 @@ class NeptuneHook(BaseHook):
             "round_trip_seconds": rtt,
         }
         if info["api_url"]:
-            transport.add_origin(policy, str(info["api_url"]))
+            # Same address rule as the configured address (the transport checked it on the way in too).
+            transport.add_origin(policy, str(info["api_url"]), announced_by=policy.origin)
         self._server_info = info
         return info
 
@@ -861,15 +863,17 @@ class NeptuneHook(BaseHook):
         try:
             settings = self.settings
         except NeptuneSettingsError as exc:
-            return False, str(exc)
+            return False, redact_url(str(exc))
         if not settings.api_token or not settings.api_address:
             return False, f"mode {settings.mode!r} without an API token: no server to test"
         try:
             info = self.server_info()
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            return False, f"cannot reach the Neptune server at {settings.api_address}: {type(exc).__name__}"
+        except (requests.exceptions.RequestException, transport.retries_exhausted_class()) as exc:
+            return False, redact_url(
+                f"cannot reach the Neptune server at {settings.api_address}: {type(exc).__name__}: {exc}"
+            )
         except NeptuneProviderError as exc:
-            return False, str(exc)
+            return False, redact_url(str(exc))
         try:
             client = Version(info["client_version"])
             low, high = info["min_compatible_version"], info["max_compatible_version"]
@@ -882,9 +886,9 @@ class NeptuneHook(BaseHook):
         try:
             self._check_project()
         except NeptuneProviderError as exc:
-            return False, str(exc)
+            return False, redact_url(str(exc))
         except Exception as exc:
-            return False, f"project check failed: {type(exc).__name__}: {exc}"
+            return False, redact_url(f"project check failed: {type(exc).__name__}: {exc}")
         message = (
             f"Connected to {settings.api_address}: token accepted, project {settings.project} reachable, "
             f"round trip {info['round_trip_seconds'] * 1000:.0f} ms, neptune client {info['client_version']}"

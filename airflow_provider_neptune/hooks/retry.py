@@ -61,7 +61,12 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How many times and how long to wait: ``retry_count`` retries after the first try."""
+    """How many times and how long to wait: ``retry_count`` retries after the first try.
+
+    With the transport's timeout cap T, one failing request takes at most
+    ``(retry_count + 1) * (permit wait + 2T) + sum of the retry sleeps`` (README, "Worst-case time
+    of a failing call"); the client's own retry loop adds nothing on top for registered servers.
+    """
 
     retry_count: int
     backoff: float

@@ -23,6 +23,16 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from airflow_provider_neptune.exceptions import NeptuneSettingsError
+from airflow_provider_neptune.hooks.redaction import redact_url
+
+__all__ = [
+    "NeptuneSettings",
+    "check_address",
+    "is_loopback_host",
+    "redact_url",
+    "resolve_settings",
+    "url_origin",
+]
 
 MODES = ("async", "sync", "offline", "read-only", "debug")
 LOGGING_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -126,24 +136,47 @@ class NeptuneSettings:
         return self.mode not in MODES_WITHOUT_SERVER
 
 
+def _parse(address: str) -> Any:
+    """Parse an address the way the transport does (urllib3's ``parse_url``, which requests uses)."""
+    from urllib3.util import parse_url
+
+    return parse_url(address if "://" in address else "https://" + address)
+
+
 def url_origin(address: str) -> str:
-    """``scheme://host:port`` of an address, with the client's https default and default ports."""
-    if "://" not in address:
-        address = "https://" + address
-    parts = urlsplit(address)
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
+    """``scheme://host:port`` of an address, with the client's https default and default ports.
+
+    Parsed with urllib3's ``parse_url``, the parser of the connection ``requests`` opens, so an origin
+    names the host a request really goes to. Raises ValueError for an address it cannot parse.
+    """
+    try:
+        parts = _parse(address)
+    except Exception as exc:  # urllib3's LocationParseError and friends
+        raise ValueError(f"cannot parse {redact_url(address)!r}: {type(exc).__name__}") from exc
+    scheme = (parts.scheme or "https").lower()
+    host = (parts.host or "").lower()
     port = parts.port or (443 if scheme == "https" else 80)
-    if ":" in host:
+    if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"{scheme}://{host}:{port}"
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for localhost and loopback IPs (127.0.0.0/8, ::1)."""
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    """True for ``localhost`` and loopback IP literals written in full (127.0.0.0/8, ::1).
+
+    Deliberately narrow: ``localhost.``, ``*.localhost`` and short or numeric IPv4 forms (``127.1``,
+    ``0x7f.1``, ``2130706433``) are not accepted, since a resolver may send them elsewhere or the
+    transport may read them differently.
+    """
+    host = host.lower()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host == "localhost":
         return True
+    if not re.fullmatch(r"[0-9.]+|[0-9a-f:]+", host) or (
+        "." in host and not re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", host)
+    ):
+        return False
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -168,20 +201,59 @@ def encode_token(payload: Mapping[str, Any]) -> str:
     return base64.b64encode(json.dumps(dict(payload)).encode()).decode()
 
 
+#: Characters never accepted in an API address: whitespace and controls, backslash (parsers disagree
+#: on it), and percent signs in the host part (an encoded ``/`` or ``@`` hides the real host).
+_FORBIDDEN_IN_ADDRESS = re.compile(r"[\x00-\x20\x7f\\]")
+
+
 def check_address(name: str, address: str) -> None:
-    """Accept https anywhere and plain http only on loopback addresses."""
+    """Accept https anywhere and plain http only on loopback; refuse anything parsers could read two ways.
+
+    The address is parsed with urllib3's ``parse_url`` (what ``requests`` connects to) and must agree
+    with ``urlsplit``; user-info, backslashes, whitespace, control characters, ``%`` in the host and
+    ports outside 1-65535, queries and fragments are refused. The same rule applies to the token's
+    addresses, the connection host and every address a server announces (its client config's ``apiUrl``).
+    """
+    shown = redact_url(address)
+
+    def refuse(reason: str) -> NeptuneSettingsError:
+        return NeptuneSettingsError(name, shown, reason)
+
+    if not isinstance(address, str) or not address:
+        raise refuse("must be a non-empty http(s) URL")
+    if _FORBIDDEN_IN_ADDRESS.search(address) or not address.isascii():
+        raise refuse(
+            "contains whitespace, a control character, a backslash or a non-ASCII character "
+            "(write an internationalised host in its xn-- form)"
+        )
     with_scheme = address if "://" in address else "https://" + address
-    parts = urlsplit(with_scheme)
+    scheme_text = with_scheme.split("://", 1)[0]
+    if scheme_text.lower() not in ("http", "https"):
+        raise refuse("must be an http(s) URL with a host")
+    if "?" in address or "#" in address:
+        raise refuse("must not contain a query (?) or fragment (#); paths are appended to it")
+    authority = with_scheme.split("://", 1)[1].split("/", 1)[0]
+    if "@" in authority:
+        raise refuse("must not contain user-info (user:password@); the API token authenticates")
+    if "%" in authority:
+        raise refuse("must not contain percent-encoded characters in the host")
     try:
-        host = parts.hostname
-        _ = parts.port
-    except ValueError as exc:
-        raise NeptuneSettingsError(name, address, f"not a valid URL ({exc})") from exc
-    if parts.scheme not in ("http", "https") or not host:
-        raise NeptuneSettingsError(name, address, "must be an http(s) URL with a host")
-    if parts.scheme == "http" and not is_loopback_host(host):
-        raise NeptuneSettingsError(
-            name, address, "plain http is allowed only for loopback addresses (127.0.0.0/8, ::1, localhost)"
+        parts = _parse(address)
+        split = urlsplit(with_scheme)
+        split_host, split_port = split.hostname, split.port
+    except Exception as exc:
+        raise refuse(f"not a valid URL ({type(exc).__name__}; ports must be 1-65535)") from exc
+    host = (parts.host or "").lower()
+    if not host:
+        raise refuse("must be an http(s) URL with a host")
+    if parts.port is not None and not 1 <= parts.port <= 65535:
+        raise refuse("port must be between 1 and 65535")
+    if parts.auth or host.strip("[]") != (split_host or "") or parts.port != split_port:
+        raise refuse("is read differently by URL parsers; write it as scheme://host[:port][/path]")
+    if scheme_text.lower() == "http" and not is_loopback_host(host):
+        raise refuse(
+            "plain http is allowed only for loopback addresses (127.0.0.0/8 written in full, [::1], "
+            "localhost); use https"
         )
 
 
@@ -225,8 +297,9 @@ def _number(name: str, value: Any, source: str, *, integer: bool = False) -> flo
 
 def _check_storage(value: Any, source: str) -> str:
     label = f"rate_limit_storage ({source})"
+    shown = redact_url(value) if isinstance(value, str) else value
     if not isinstance(value, str):
-        raise NeptuneSettingsError(label, value, "must be 'memory', an absolute file path or redis://...")
+        raise NeptuneSettingsError(label, shown, "must be 'memory', an absolute file path or redis://...")
     storage = value.strip()
     if storage.lower() == "memory":
         return "memory"
@@ -234,23 +307,23 @@ def _check_storage(value: Any, source: str) -> str:
         parts = urlsplit(storage)
         if storage.lower().startswith("unix://"):
             if not parts.path:
-                raise NeptuneSettingsError(label, value, "a unix:// Redis URL needs a socket path")
+                raise NeptuneSettingsError(label, shown, "a unix:// Redis URL needs a socket path")
         elif not parts.hostname:
-            raise NeptuneSettingsError(label, value, "a Redis URL needs a host, e.g. redis://host:6379/0")
+            raise NeptuneSettingsError(label, shown, "a Redis URL needs a host, e.g. redis://host:6379/0")
         try:
             _ = parts.port
         except ValueError as exc:
-            raise NeptuneSettingsError(label, value, f"invalid port ({exc})") from exc
+            raise NeptuneSettingsError(label, shown, "invalid port (must be a number, 1-65535)") from exc
         return storage
     if "://" in storage and not storage.startswith("file://"):
-        raise NeptuneSettingsError(label, value, "unknown scheme; use 'memory', a file path or redis://")
+        raise NeptuneSettingsError(label, shown, "unknown scheme; use 'memory', a file path or redis://")
     path = storage[len("file://") :] if storage.startswith("file://") else storage
     if not path.startswith("/"):
         raise NeptuneSettingsError(
-            label, value, "a file-backed budget needs an absolute path (shared by all processes)"
+            label, shown, "a file-backed budget needs an absolute path (shared by all processes)"
         )
     if path.endswith("/"):
-        raise NeptuneSettingsError(label, value, "must name a file, not a directory")
+        raise NeptuneSettingsError(label, shown, "must name a file, not a directory")
     return path
 
 

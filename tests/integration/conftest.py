@@ -86,7 +86,6 @@ def neptune_hook_factory(
     from airflow_provider_neptune.hooks.run_pool import POOL
 
     monkeypatch.setenv("NEPTUNE_DATA_DIRECTORY", str(tmp_path / ".neptune"))
-    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
     made: list[Any] = []
 
     def make(emulator: Any = None, **extra: Any) -> Any:

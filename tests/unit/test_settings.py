@@ -334,3 +334,112 @@ def test_ui_field_behaviour_matches_provider_metadata() -> None:
         "neptune_default",
         "neptune_conn_id",
     )
+
+
+# ------------------------------------------------------------------------- address rule (issue 13)
+
+#: Addresses that would send the token somewhere else, or in clear, or that parsers read two ways.
+UNSAFE_ADDRESSES = [
+    "http://evil.example:80\\@127.0.0.1",  # urlsplit sees 127.0.0.1, urllib3 connects to evil.example
+    "http://evil.example\\@127.0.0.1:5080/api",
+    "http://127.0.0.1.evil.example",
+    "http://0x7f.1",  # inet_aton forms: resolvers map them to 127.0.0.1, ipaddress does not
+    "http://2130706433",
+    "http://127.1",
+    "http://localhost.",  # a resolver may ask DNS for it
+    "http://api.localhost",
+    "HTTP://evil.example",
+    "Http://evil.example:80/api",
+    "http://127.0.0.1:5080 ",
+    " http://127.0.0.1:5080",
+    "http://127.0.0.1:5080\n",
+    "http://127.0.0.1\x00.evil.example",
+    "http://127.0.0.1%2F@evil.example",
+    "http://127.0.0.1%2Fevil.example",
+    "http://user:pw@127.0.0.1:5080",
+    "http://127.0.0.1:5080@evil.example",
+    "http://127.0.0.1:99999",
+    "http://127.0.0.1:0",
+    "http://127.0.0.1:-1",
+    "http://127.0.0.1#@evil.example",
+    "http://[::ffff:127.0.0.1]",
+    "https://évil.example",
+]
+
+
+@pytest.mark.parametrize("address", UNSAFE_ADDRESSES)
+def test_unsafe_token_address_is_refused(address: str) -> None:
+    token = encode_token({"api_address": address, "api_key": SECRET})
+    error = _error(Conn(password=token, extra=GOOD))
+    assert error.field == "api_token api_address"
+    assert SECRET not in str(error)
+
+
+# The connection form's host is stripped of surrounding whitespace before use (and before the check).
+@pytest.mark.parametrize("address", [a for a in UNSAFE_ADDRESSES if a == a.strip()])
+def test_unsafe_connection_host_is_refused(address: str) -> None:
+    error = _error(Conn(password=REMOTE_TOKEN, host=address, extra=GOOD))
+    assert error.field == "host (connection 'neptune_default')"
+
+
+@pytest.mark.parametrize(
+    ("address", "origin"),
+    [
+        ("http://127.0.0.1:5080", "http://127.0.0.1:5080"),
+        ("HTTP://127.0.0.1:5080/", "http://127.0.0.1:5080"),
+        ("http://[::1]:5080", "http://[::1]:5080"),
+        ("http://[::1]", "http://[::1]:80"),
+        ("http://localhost:8080", "http://localhost:8080"),
+        ("https://neptune.example.com", "https://neptune.example.com:443"),
+        ("neptune.example.com:8443", "https://neptune.example.com:8443"),
+        ("https://neptune.example.com/base", "https://neptune.example.com:443"),
+    ],
+)
+def test_safe_addresses_are_accepted_with_the_origin_the_transport_uses(address: str, origin: str) -> None:
+    token = encode_token({"api_address": address, "api_key": SECRET})
+    settings = resolve(Conn(password=token, extra=GOOD))
+    assert settings.origins == (origin,)
+
+
+def test_user_info_in_a_refused_address_is_not_echoed() -> None:
+    token = encode_token({"api_address": "https://admin:Hunter2Pw@neptune.example.com", "api_key": SECRET})
+    error = _error(Conn(password=token, extra=GOOD))
+    assert "Hunter2Pw" not in str(error)
+    assert "Hunter2Pw" not in repr(error.value)
+    assert "user-info" in str(error)
+
+
+# ------------------------------------------------------------------------- redaction
+
+
+@pytest.mark.parametrize(
+    "storage",
+    [
+        "redis://:S3cretPW@host:99999/0",
+        "redis://user:S3cretPW@host:notaport/0",
+        "rediss://:S3cretPW@/0",
+        "redis://:6379/0?password=S3cretPW&db=1",
+        "ftp://user:S3cretPW@host/x",
+    ],
+)
+def test_storage_errors_never_echo_the_password(storage: str) -> None:
+    error = _error(Conn(password=LOCAL_TOKEN, extra={**GOOD, "rate_limit_storage": storage}))
+    assert error.field.startswith("rate_limit_storage")
+    assert "S3cretPW" not in str(error)
+    assert "S3cretPW" not in repr(error.value)
+
+
+def test_redact_url_masks_every_url_in_a_text() -> None:
+    from airflow_provider_neptune.hooks.settings import redact_url
+
+    text = (
+        "budget redis://:pw1@r1:6379/0 and rediss://u:p@w2@r2/1, "
+        "https://h/x?api_key=k3&x=1 and unix:///s.sock?password=pw4, plain https://ok.example/path"
+    )
+    masked = redact_url(text)
+    for secret in ("pw1", "p@w2", "w2@", "k3", "pw4"):
+        assert secret not in masked
+    assert "redis://***@r1:6379/0" in masked
+    assert "rediss://***@r2/1" in masked
+    assert "https://ok.example/path" in masked
+    assert "x=1" in masked
