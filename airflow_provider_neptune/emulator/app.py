@@ -475,41 +475,45 @@ class EmulatorApp:
         }
 
     def set_faults(self, body: Any) -> dict[str, Any]:
-        """Apply a POST /_emulator/faults body: rate_limit, fault_rate, seed, fail_next (one or a list)."""
+        """Apply a POST /_emulator/faults body: rate_limit, fault_rate, seed, fail_next (one or a list).
+
+        Everything is validated before anything changes, so a refused body has no effect.
+        """
         if not isinstance(body, dict):
             raise ValueError("expected a JSON object")
         rate_limit = body.get("rate_limit", self.guard.rate_limit)
+        rate = _finite(rate_limit, "rate_limit") if rate_limit is not None else None
         fault_rate = (
             _finite(body["fault_rate"], "fault_rate")
             if body.get("fault_rate") is not None
             else self.guard.fault_rate
         )
-        self.guard.configure(
-            rate_limit=_finite(rate_limit, "rate_limit") if rate_limit is not None else None,
-            fault_rate=fault_rate,
-        )
-        if body.get("seed") is not None:
-            self.guard.rng.seed(int(body["seed"]))
-        if body.get("latency_ms") is not None:
-            latency = _finite(body["latency_ms"], "latency_ms")
-            if latency < 0:
-                raise ValueError("latency_ms must not be negative")
-            self.guard.latency_ms = latency
+        if not 0.0 <= fault_rate <= 1.0:
+            raise ValueError("fault_rate must be between 0 and 1")
+        seed = int(body["seed"]) if body.get("seed") is not None else None
+        latency = _finite(body["latency_ms"], "latency_ms") if body.get("latency_ms") is not None else None
+        if latency is not None and latency < 0:
+            raise ValueError("latency_ms must not be negative")
         rules = body.get("fail_next")
-        if rules is not None:
-            if body.get("clear_fail_next"):
-                self.guard.fail_next.clear()
-            for rule in rules if isinstance(rules, list) else [rules]:
-                if not isinstance(rule, dict) or "route" not in rule:
-                    raise ValueError("each fail_next rule must be an object with a route")
-                status = int(rule.get("status", 500))
-                if not 400 <= status <= 599:
-                    raise ValueError(f"fail_next status must be an HTTP error (400..599), got {status}")
-                self.guard.add_fail_next(
-                    FailNext(route=str(rule["route"]), status=status, count=int(rule.get("count", 1)))
-                )
-        elif body.get("clear_fail_next"):
+        new_rules: list[FailNext] = []
+        for rule in (rules if isinstance(rules, list) else [rules]) if rules is not None else []:
+            if not isinstance(rule, dict) or "route" not in rule:
+                raise ValueError("each fail_next rule must be an object with a route")
+            status = int(rule.get("status", 500))
+            if not 400 <= status <= 599:
+                raise ValueError(f"fail_next status must be an HTTP error (400..599), got {status}")
+            new_rules.append(
+                FailNext(route=str(rule["route"]), status=status, count=int(rule.get("count", 1)))
+            )
+        self.guard.configure(rate_limit=rate, fault_rate=fault_rate)
+        if seed is not None:
+            self.guard.rng.seed(seed)
+        if latency is not None:
+            self.guard.latency_ms = latency
+        if body.get("clear_fail_next"):
             self.guard.fail_next.clear()
+        for new_rule in new_rules:
+            self.guard.add_fail_next(new_rule)
         return self.fault_settings()
 
     def stats(self) -> dict[str, Any]:
