@@ -91,6 +91,8 @@ class Fuzzer:
         )
         exchange.raise_for_status()
         self.auth = {"Authorization": f"Bearer {exchange.json()['accessToken']}"}
+        busy = ("executeOperations", "searchLeaderboardEntries", "createExperiment")
+        self.busy_routes = [r for r in ROUTES if r.operation_id in busy] * 8
         self.run_ids: list[str] = []
         self.short_ids: list[str] = []
 
@@ -112,9 +114,13 @@ class Fuzzer:
         keys = ["path", "value", "step", "query", "entries", "pagination", "offset", "limit", "sorting", "x"]
         return {self.rng.choice(keys): self.json_value(depth + 1) for _ in range(self.rng.randint(0, 4))}
 
-    def identifier(self) -> str:
-        pool = [*self.run_ids, *self.short_ids, self.emu.project, "airflow/missing", "x", "", "ws/p/SAN-999"]
-        return str(self.rng.choice(pool))
+    def identifier(self, name: str = "experimentId") -> str:
+        """Mostly a real run (or project) so requests get past the lookups; sometimes junk."""
+        if self.rng.random() < 0.8:
+            if name == "projectIdentifier":
+                return self.emu.project
+            return str(self.rng.choice([*self.run_ids, *self.short_ids]))
+        return str(self.rng.choice(["airflow/missing", "x", "", "ws/p/SAN-999", "ünï/ß", "a" * 500]))
 
     def entry(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"value": self.rng.choice([*EXTREME_NUMBERS, "s", {"data": "aGk="}])}
@@ -128,7 +134,7 @@ class Fuzzer:
         if self.rng.random() < 0.1:
             return self.json_value()
         name = self.rng.choice(OPERATION_NAMES)
-        path = self.rng.choice(["m", "m/x", "s", "sys/name", "sys/state", "", "a//b", "tags"])
+        path = self.rng.choice(["m", "m", "m/x", "s", "f", "d", "i", "sys/name", "sys/state", "", "a//b", "tags"])
         body: Any
         if name.startswith("log"):
             body = {"entries": [self.entry() for _ in range(self.rng.randint(0, 5))]}
@@ -160,7 +166,7 @@ class Fuzzer:
 
     def body(self, route: RouteSpec) -> bytes:
         roll = self.rng.random()
-        if roll < 0.3:
+        if roll < 0.2:
             return self.malformed()
         if route.operation_id == "executeOperations" and roll < 0.85:
             return json.dumps([self.operation() for _ in range(self.rng.randint(1, 6))]).encode()
@@ -188,13 +194,13 @@ class Fuzzer:
     def query(self, route: RouteSpec) -> str:
         parts: list[str] = []
         for param in route.params:
-            if param.get("in") != "query" or self.rng.random() < 0.15:
+            if param.get("in") != "query" or self.rng.random() < 0.05:
                 continue
             name = param["name"]
             if name in ("experimentId", "experimentIdentifier", "projectIdentifier", "id"):
-                value = self.identifier()
+                value = self.identifier(name)
             elif name == "attribute":
-                value = self.rng.choice(["m", "s", "sys/id", "sys/state", "tags", "nope", ""])
+                value = self.rng.choice(["m", "m", "s", "s", "sys/id", "sys/state", "tags", "f", "nope", ""])
             else:
                 value = str(self.scalar())
             parts.append(f"{quote(name)}={quote(value)}")
@@ -203,9 +209,11 @@ class Fuzzer:
     def headers(self) -> dict[str, str]:
         roll = self.rng.random()
         headers: dict[str, str] = {"Content-Type": "application/json"}
-        if roll < 0.85:
+        if self.rng.random() < 0.5:
+            headers["X-Neptune-Api-Token"] = self.emu.api_token  # what getClientConfig and the exchange need
+        if roll < 0.93:
             headers.update(self.auth)
-        elif roll < 0.92:
+        elif roll < 0.97:
             headers["Authorization"] = self.rng.choice(["Bearer x.y.z", "Bearer ", "Basic abc", "Bearer ü"])
         if self.rng.random() < 0.3:
             start = self.rng.randint(0, 5000)
@@ -223,7 +231,8 @@ class Fuzzer:
         """One random request on a random route (API route table, control, pages or unknown)."""
         roll = self.rng.random()
         if roll < 0.85:
-            route = self.rng.choice(ROUTES)
+            # Every route, with the ones that store or query data drawn more often.
+            route = self.rng.choice([*ROUTES, *self.busy_routes])
             query = self.query(route)
             body = self.body(route) if route.method == "POST" else None
             label = f"{route.method} {route.path} ({route.operation_id})"
