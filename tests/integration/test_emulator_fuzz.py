@@ -134,7 +134,8 @@ class Fuzzer:
         if self.rng.random() < 0.1:
             return self.json_value()
         name = self.rng.choice(OPERATION_NAMES)
-        path = self.rng.choice(["m", "m", "m/x", "s", "f", "d", "i", "sys/name", "sys/state", "", "a//b", "tags"])
+        paths = ["m", "m", "m/x", "s", "f", "d", "i", "sys/name", "sys/state", "", "a//b", "tags"]
+        path = self.rng.choice(paths)
         body: Any
         if name.startswith("log"):
             body = {"entries": [self.entry() for _ in range(self.rng.randint(0, 5))]}

@@ -16,6 +16,7 @@ from test_artifacts_support import close_pooled_runs, context, use_emulator  # n
 
 from airflow_provider_neptune.exceptions import NeptuneDeliveryError
 from airflow_provider_neptune.hooks.neptune import RUN_DEFAULTS as QUIET
+from airflow_provider_neptune.operators import NeptuneLogMetricsOperator
 from airflow_provider_neptune.operators.artifacts import NeptuneArtifactRetentionOperator
 
 pytestmark = pytest.mark.integration
@@ -56,6 +57,13 @@ def test_summing_past_the_double_range_fails_the_task_clearly_and_the_run_stays_
     assert hook.fetch_series(run_id, "train/ok") == [(0.0, 1.0), (1.0, 2.0)], "the other series arrived"
     _assert_run_and_project_readable(neptune_emulator, run_id, tag)
     use_emulator(monkeypatch, neptune_emulator, mode)
+    # The Airflow task itself fails with that message (the operator logs through the same hook).
+    task = NeptuneLogMetricsOperator(
+        task_id="log", run_id=run_id, metrics={"eval/huge": [1.7e308, 1.7e308]}, resume=False
+    )
+    with pytest.raises(NeptuneDeliveryError, match=r"eval/huge.*would overflow a double"):
+        task.execute(context())
+    _assert_run_and_project_readable(neptune_emulator, run_id, tag)
     dry = NeptuneArtifactRetentionOperator(
         task_id="retention", keep_top_k=1, tags=[tag], dry_run=True, mode=mode
     ).execute(context())
