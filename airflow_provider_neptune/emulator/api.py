@@ -80,12 +80,12 @@ class JSONResponse(_StarletteJSONResponse):
     """
 
     def render(self, content: Any) -> bytes:
-        """Strict JSON; a document with inf/NaN is sent with those values as null."""
+        """Strict JSON; inf/NaN are sent as null and text that is not valid Unicode is \\u-escaped."""
         try:
             return super().render(content)
-        except ValueError:
-            log.warning("a response held non-finite numbers; they are sent as null")
-            return super().render(_finite_only(content))
+        except ValueError:  # non-finite numbers, or a lone surrogate UTF-8 cannot encode
+            log.warning("a response held non-finite numbers or invalid Unicode; sent as null / escaped")
+            return json.dumps(_finite_only(content), allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 def _refuse_constant(name: str) -> Any:
@@ -99,10 +99,32 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# A surrogate code unit written as a \\u escape or as (invalid) UTF-8 bytes: only then can a string
+# hold an unpaired surrogate, which is not Unicode and could never be encoded back to UTF-8.
+_SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
 def parse_json(body: bytes, what: str = "body") -> Any:
-    """Strict JSON (no NaN/Infinity, no numbers beyond a double); 400 with Neptune's error shape otherwise."""
+    """Strict JSON (no NaN/Infinity, no numbers beyond a double, valid Unicode); 400 otherwise."""
     try:
-        return json.loads(body or b"null", parse_constant=_refuse_constant, parse_float=_finite_float)
+        value = json.loads(body or b"null", parse_constant=_refuse_constant, parse_float=_finite_float)
+        if _SURROGATE_HINT.search(body) and _has_lone_surrogate(value):
+            raise ValueError("a string holds an unpaired surrogate, which is not valid Unicode")
+        return value
     except RecursionError as exc:
         raise EmulatorError(400, f"Malformed JSON {what}: nested too deeply", "BAD_REQUEST") from exc
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and the refusals above

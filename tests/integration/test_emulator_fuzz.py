@@ -102,7 +102,9 @@ class Fuzzer:
         if choice < 0.4:
             return self.rng.choice(EXTREME_NUMBERS)
         if choice < 0.7:
-            return self.rng.choice(["", "abc", "x" * 300, "ünï¢ødé", "a/b/c", "../..", "sys/id", "SAN-1"])
+            return self.rng.choice(
+                ["", "abc", "x" * 300, "ünï¢ødé", "a/b/c", "../..", "sys/id", "SAN-1", "\ud800", "😀"]
+            )
         return self.rng.uniform(-1e6, 1e6)
 
     def json_value(self, depth: int = 0) -> Any:
@@ -204,7 +206,7 @@ class Fuzzer:
                 value = self.rng.choice(["m", "m", "s", "s", "sys/id", "sys/state", "tags", "f", "nope", ""])
             else:
                 value = str(self.scalar())
-            parts.append(f"{quote(name)}={quote(value)}")
+            parts.append(f"{quote(name)}={quote(value, errors='surrogatepass')}")
         return "&".join(parts)
 
     def headers(self) -> dict[str, str]:

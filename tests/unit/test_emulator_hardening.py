@@ -159,10 +159,12 @@ def test_a_series_at_the_edge_of_the_double_range_keeps_finite_statistics(
         b'[{"path": "m", "logFloats": {"entries": [{"value": 1.0, "step": 1e400}]}}]',
         b'[{"path": "m", "logFloats": {"entries": [{"value": NaN, "step": 1}]}}]',
         b'[{"path": "m", "assignFloat": {"value": -Infinity}}]',
+        b'[{"path": "m", "assignString": {"value": "\\ud800"}}]',
+        b'[{"path": "m", "logStrings": {"entries": [{"value": "\xed\xa0\x80", "step": 1}]}}]',
     ],
-    ids=["step 1e400", "NaN literal", "-Infinity literal"],
+    ids=["step 1e400", "NaN literal", "-Infinity literal", "escaped lone surrogate", "raw lone surrogate"],
 )
-def test_non_finite_json_numbers_are_refused_as_a_whole(
+def test_non_finite_json_numbers_and_invalid_unicode_are_refused_as_a_whole(
     app: EmulatorApp, client: TestClient, body: bytes
 ) -> None:
     headers = _bearer(app, client)
