@@ -22,8 +22,9 @@ Run it with `python -m airflow_provider_neptune.emulator` (see --help), from Pyt
   API token (X-Neptune-Api-Token, or Authorization: Bearer) unless the server runs with --open;
   `NeptuneEmulator` sends it.
 - Run pages: GET /<workspace>/<project>/e/<SYS-ID> (what run.get_url() returns); read-only, no token.
-- Hardened input: malformed or non-finite JSON, wrong types and out-of-range integers answer 400 in
-  Neptune's error shape; JSON bodies over --max-body-bytes answer 413; uploads stream to disk.
+- Hardened input: malformed or non-finite JSON, invalid Unicode, too deep nesting, wrong types and
+  out-of-range integers answer 400 in Neptune's error shape; JSON bodies over --max-body-bytes
+  answer 413; uploads stream to disk.
   Values that cannot be stored safely (a datetime outside years 1..9999, a float series whose sum
   would overflow a double) are refused per operation, so every stored run stays readable.
 """

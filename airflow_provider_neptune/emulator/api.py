@@ -215,10 +215,6 @@ class Call:
         """Bytes of an upload body."""
         return self.body_file.stat().st_size if self.body_file is not None else len(self.body)
 
-    def upload_bytes(self) -> bytes:
-        """An upload body in memory (for the small parts of the protocol that need bytes)."""
-        return self.body_file.read_bytes() if self.body_file is not None else self.body
-
 
 @dataclass(frozen=True)
 class ApiSettings:
