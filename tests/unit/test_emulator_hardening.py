@@ -421,3 +421,16 @@ def test_open_flag_serves_control_endpoints_without_a_token(tmp_path: Path) -> N
             body = {"project": "ws/second"} if method == "POST" else None
             assert client.request(method, path, json=body).status_code == 200, path
     app.storage.close()
+
+
+def test_process_helper_passes_the_new_flags_and_sends_the_token() -> None:
+    from airflow_provider_neptune.emulator import NeptuneEmulator
+
+    emulator = NeptuneEmulator(max_body_bytes=2048, open_control=True)
+    command = emulator.command()
+    assert command[command.index("--max-body-bytes") + 1] == "2048"
+    assert "--open" in command
+    assert "--open" not in NeptuneEmulator().command()
+    assert emulator.control_headers() == {}, "no token before the server printed one"
+    emulator.api_token = "TOKEN"
+    assert emulator.control_headers() == {"X-Neptune-Api-Token": "TOKEN"}
