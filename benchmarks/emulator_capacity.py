@@ -6,12 +6,19 @@ window. Client kinds: lean HTTP posts of 100 points and of 1 point per request o
 connection (the server's cost alone), the same with a new connection per request, and the real
 `neptune` client in sync mode appending one point per request (what the other benchmarks' clients
 look like: keep-alive). Client and server share the machine's cores.
+
+Then its memory under big bodies: the emulator's peak RSS while it takes a large JSON body (under and
+over `--max-body-bytes`) and a large file upload sent in chunks (streamed to disk).
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,104 @@ VARIANTS = (
     ("lean HTTP new connection per request, 1 point/request", "http-fresh", 1),
     ("neptune client (sync), 1 point/request", "client", 1),
 )
+
+
+MB = 1_000_000
+MEMORY_LIMIT = 4 * 1024 * 1024  # --max-body-bytes for the over-the-limit row (below either body size)
+
+
+def _peak_rss(pid: int | None, action: Callable[[], Any]) -> tuple[int, int, int]:
+    """(RSS before, peak RSS while the request `action` runs, its HTTP status), polling every 10 ms."""
+    proc = psutil.Process(pid)
+    base = proc.memory_info().rss
+    peak = [base]
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            try:
+                peak[0] = max(peak[0], proc.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.01)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        status = int(action().status_code)
+    finally:
+        done.set()
+        poller.join()
+    return base, peak[0], status
+
+
+def _memory_rows(opts: Any) -> list[list[str]]:
+    """Peak emulator RSS for a big JSON body under/over the limit and for a big chunked upload."""
+    import requests
+
+    ops_count = int(opts.pick(1500, 6000))
+    upload_mb = int(opts.pick(50, 200))
+    rows: list[list[str]] = []
+    for limit in (None, MEMORY_LIMIT):
+        with harness.emulator(max_body_bytes=limit) as emu:
+            session = requests.Session()
+            token = session.get(
+                f"{emu.url}/api/backend/v1/authorization/oauth-token",
+                headers={"X-Neptune-Api-Token": emu.api_token},
+                timeout=30,
+            ).json()["accessToken"]
+            auth = {"Authorization": f"Bearer {token}"}
+            run_id = session.post(
+                f"{emu.url}/api/leaderboard/v1/experiments",
+                json={"projectIdentifier": emu.project},
+                headers=auth,
+                timeout=30,
+            ).json()["id"]
+            entries = [
+                {"value": 0.123456789, "step": j, "timestampMilliseconds": 1700000000000} for j in range(100)
+            ]
+            body = json.dumps(
+                [{"path": f"m{i}", "logFloats": {"entries": entries}} for i in range(ops_count)]
+            )
+            url = f"{emu.url}/api/leaderboard/v1/attributes/operations?experimentId={run_id}"
+            headers = {**auth, "Content-Type": "application/json"}
+            base, peak, status = _peak_rss(
+                emu.pid,
+                functools.partial(session.post, url, data=body.encode(), headers=headers, timeout=300),
+            )
+            shown = f"{limit // (1024 * 1024)} MiB" if limit else "default (256 MiB)"
+            rows.append(
+                [
+                    f"JSON body {len(body) / MB:.0f} MB, limit {shown}",
+                    str(status),
+                    f"{base / MB:.0f} MB",
+                    f"{peak / MB:.0f} MB",
+                ]
+            )
+            if limit is None:
+
+                def chunks() -> Iterator[bytes]:
+                    block = b"x" * (1024 * 1024)
+                    for _ in range(upload_mb):
+                        yield block
+
+                upload = (
+                    f"{emu.url}/api/leaderboard/v1/attributes/storage/file/upload"
+                    f"?experimentIdentifier={run_id}&attribute=blob&ext=bin"
+                )
+                base, peak, status = _peak_rss(
+                    emu.pid,
+                    functools.partial(session.post, upload, data=chunks(), headers=auth, timeout=300),
+                )
+                rows.append(
+                    [
+                        f"file upload {upload_mb} MiB, chunked",
+                        str(status),
+                        f"{base / MB:.0f} MB",
+                        f"{peak / MB:.0f} MB",
+                    ]
+                )
+    return rows
 
 
 def _server_rate(snapshot: dict[str, Any], start_at: float, stop_at: float) -> tuple[float, int]:
@@ -145,6 +250,12 @@ def run(opts: harness.Options) -> harness.Section:
         "with proto 0, so asyncio's _set_nodelay skips it); uvicorn writes each response in two "
         "sends and Nagle holds the second until the client's delayed ACK (~40 ms). Every client "
         "request over a kept-alive connection (the neptune client's) pays it",
+    )
+    section.table(
+        ["Request to the emulator", "HTTP status", "Emulator RSS before", "Emulator peak RSS"],
+        _memory_rows(opts),
+        caption="Memory: a JSON body over --max-body-bytes is refused (413) without being read; "
+        "uploads are streamed to disk",
     )
     section.note(
         "The emulator, the four client processes and anything else running share "

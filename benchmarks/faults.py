@@ -57,6 +57,7 @@ class ThrottleInjector(threading.Thread):
                 harness.http_json(
                     f"{self.emu.url}/_emulator/faults",
                     {"fail_next": {"route": "/api/", "status": 429, "count": 1}},
+                    headers=self.emu.control_headers(),
                 )
                 self.queued += 1
 

@@ -275,17 +275,23 @@ def cpu_seconds(pid: int | None) -> float:
     return float(times.user + times.system)
 
 
-def http_json(url: str, payload: Mapping[str, Any] | None = None, timeout: float = 30.0) -> Any:
+def http_json(
+    url: str,
+    payload: Mapping[str, Any] | None = None,
+    timeout: float = 30.0,
+    headers: Mapping[str, str] | None = None,
+) -> Any:
     """GET (or POST JSON) a URL with urllib and decode the JSON answer."""
     data = None if payload is None else json.dumps(payload).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    req = urllib.request.Request(url, data=data, headers=sent)
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         return json.loads(resp.read() or b"null")
 
 
 def stats(emu: NeptuneEmulator) -> dict[str, Any]:
     """The emulator's /_emulator/stats, read over HTTP (the server's own count, not the client's)."""
-    return dict(http_json(f"{emu.url}/_emulator/stats"))
+    return dict(http_json(f"{emu.url}/_emulator/stats", headers=emu.control_headers()))
 
 
 def route_count(before: Mapping[str, Any], after: Mapping[str, Any], fragment: str) -> int:

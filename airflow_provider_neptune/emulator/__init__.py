@@ -18,8 +18,15 @@ Run it with `python -m airflow_provider_neptune.emulator` (see --help), from Pyt
   in any sliding 1-second window (429 + Retry-After otherwise, not consuming budget); --fault-rate P
   fails that share with 500, 503 or a dropped connection (seeded by --seed) before any processing.
 - Control (never throttled or faulted): GET /_emulator/stats, GET|POST /_emulator/faults,
-  POST /_emulator/reset_stats, GET|POST /_emulator/projects, GET /_emulator/health.
-- Run pages: GET /<workspace>/<project>/e/<SYS-ID> (what run.get_url() returns).
+  POST /_emulator/reset_stats, GET|POST /_emulator/projects, GET /_emulator/health. They need the
+  API token (X-Neptune-Api-Token, or Authorization: Bearer) unless the server runs with --open;
+  `NeptuneEmulator` sends it.
+- Run pages: GET /<workspace>/<project>/e/<SYS-ID> (what run.get_url() returns); read-only, no token.
+- Hardened input: malformed or non-finite JSON, invalid Unicode, too deep nesting, wrong types and
+  out-of-range integers answer 400 in Neptune's error shape; JSON bodies over --max-body-bytes
+  answer 413; uploads stream to disk.
+  Values that cannot be stored safely (a datetime outside years 1..9999, a float series whose sum
+  would overflow a double) are refused per operation, so every stored run stays readable.
 """
 
 from airflow_provider_neptune.emulator.process import EmulatorStartError, NeptuneEmulator

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import uvicorn
 
-from airflow_provider_neptune.emulator.app import EmulatorApp, EmulatorConfig
+from airflow_provider_neptune.emulator.app import DEFAULT_MAX_BODY_BYTES, EmulatorApp, EmulatorConfig
 
 DEFAULT_PROJECT = "airflow/sandbox"
 MIB = 1024 * 1024
@@ -36,9 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
             "A Neptune-compatible server for development and tests: the unmodified neptune 1.x client "
             "works against it in sync, async and offline (neptune sync) modes. Prints "
             "NEPTUNE_API_TOKEN=..., NEPTUNE_PROJECT=... and NEPTUNE_EMULATOR_URL=... once it accepts "
-            "connections, and serves until SIGINT/SIGTERM (exit status 0). Control endpoints: "
-            "GET /_emulator/stats, POST /_emulator/faults, POST /_emulator/reset_stats, "
-            "POST /_emulator/projects."
+            "connections, and serves until SIGINT/SIGTERM (exit status 0). Control endpoints "
+            "(GET /_emulator/stats, GET|POST /_emulator/faults, POST /_emulator/reset_stats, "
+            "GET|POST /_emulator/projects, GET /_emulator/health) need the API token as "
+            "X-Neptune-Api-Token or Authorization: Bearer, unless --open."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
@@ -148,6 +149,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="log level of the server on stderr (default: warning)",
     )
     parser.add_argument("--access-log", action="store_true", help="log every request on stderr")
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        metavar="BYTES",
+        help="largest JSON request body; a larger one is answered 413 without being read further. "
+        "File uploads are streamed to disk and not bounded by it. The neptune client sends at most "
+        "NEPTUNE_MAX_BATCH_SIZE_BYTES (100 MiB) of operations per request "
+        f"(default: {DEFAULT_MAX_BODY_BYTES // MIB} MiB)",
+    )
+    parser.add_argument(
+        "--open",
+        action="store_true",
+        help="serve the /_emulator/* control endpoints (stats, faults, projects) without the API token; "
+        "for local use only, never on a shared network (default: they need the token)",
+    )
     return parser
 
 
@@ -204,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.latency_ms < 0:
         print("--latency-ms must not be negative", file=sys.stderr)
         return 2
+    if args.max_body_bytes < 1024:
+        print(f"--max-body-bytes must be at least 1024, got {args.max_body_bytes}", file=sys.stderr)
+        return 2
     projects = args.projects or [DEFAULT_PROJECT]
     bad = [p for p in projects if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", p)]
     if bad:
@@ -246,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 multipart_chunk=args.multipart_chunk,
                 owner=args.owner,
                 api_key=args.api_key,
+                max_body_bytes=args.max_body_bytes,
+                open_control=args.open,
             )
         )
         config = uvicorn.Config(

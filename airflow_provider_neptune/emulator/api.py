@@ -9,20 +9,23 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import logging
+import math
 import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, Response
+from starlette.responses import JSONResponse as _StarletteJSONResponse
 
 from airflow_provider_neptune.emulator import nql
 from airflow_provider_neptune.emulator.clock import iso_ms
 from airflow_provider_neptune.emulator.fields import attribute_dto, merged_fields, plain_value, properties
-from airflow_provider_neptune.emulator.operations import normalize_sub_path
+from airflow_provider_neptune.emulator.operations import normalize_sub_path, operation_type_error
 from airflow_provider_neptune.emulator.storage import (
     Attr,
     EmulatorError,
@@ -52,6 +55,115 @@ SYSTEM_COLUMNS = (
 )
 # Nominal storage quota reported by workspaceStatus (the emulator enforces none).
 STORAGE_LIMIT = 100 * 1024**3
+# Integers the API takes (offsets, limits, lengths) must fit SQLite's signed 64-bit INTEGER.
+INT64_MAX = 2**63 - 1
+
+log = logging.getLogger("airflow_provider_neptune.emulator")
+
+
+def _finite_only(value: Any) -> Any:
+    """A copy of a JSON document with every non-finite float replaced by null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_only(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_only(v) for v in value]
+    return value
+
+
+class JSONResponse(_StarletteJSONResponse):
+    """A JSON response that never fails on inf/NaN: they are sent as null (and logged).
+
+    The emulator refuses non-finite input, so this only guards data stored by older versions; a read
+    must never turn into a 500 because of what a run holds.
+    """
+
+    def render(self, content: Any) -> bytes:
+        """Strict JSON; inf/NaN are sent as null and text that is not valid Unicode is \\u-escaped."""
+        try:
+            return super().render(content)
+        except ValueError:  # non-finite numbers, or a lone surrogate UTF-8 cannot encode
+            log.warning("a response held non-finite numbers or invalid Unicode; sent as null / escaped")
+            return json.dumps(_finite_only(content), allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is outside the range of a double")
+    return value
+
+
+# A surrogate code unit written as a \\u escape or as (invalid) UTF-8 bytes: only then can a string
+# hold an unpaired surrogate, which is not Unicode and could never be encoded back to UTF-8.
+_SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
+def parse_json(body: bytes, what: str = "body") -> Any:
+    """Strict JSON (no NaN/Infinity, no numbers beyond a double, valid Unicode); 400 otherwise."""
+    try:
+        value = json.loads(body or b"null", parse_constant=_refuse_constant, parse_float=_finite_float)
+        if _SURROGATE_HINT.search(body) and _has_lone_surrogate(value):
+            raise ValueError("a string holds an unpaired surrogate, which is not valid Unicode")
+        return value
+    except RecursionError as exc:
+        raise EmulatorError(400, f"Malformed JSON {what}: nested too deeply", "BAD_REQUEST") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and the refusals above
+        raise EmulatorError(400, f"Malformed JSON {what}: {exc}", "BAD_REQUEST") from exc
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _expect(value: Any, kinds: type | tuple[type, ...], where: str, wanted: str) -> Any:
+    """`value` when it is one of `kinds` (bool never counts as a number); 400 naming `where` otherwise."""
+    if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in _as_tuple(kinds)):
+        return value
+    shown = repr(value) if not isinstance(value, dict | list) else _type_name(value)
+    raise EmulatorError(400, f"{where} must be {wanted}, got {shown[:80]}", "BAD_REQUEST")
+
+
+def _as_tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kinds if isinstance(kinds, tuple) else (kinds,)
+
+
+def _optional_object(params: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    """params[key] as an object ({} when absent or null); 400 when it is something else."""
+    value = params.get(key)
+    if value is None:
+        return {}
+    result: dict[str, Any] = _expect(value, dict, f"{where}.{key}", "an object")
+    return result
+
+
+def _count(value: Any, where: str, default: int) -> int:
+    """A non-negative integer that fits 64 bits (default when null); 400 otherwise."""
+    if value is None:
+        return default
+    number = _expect(value, int, where, "an integer")
+    if not 0 <= number <= INT64_MAX:
+        raise EmulatorError(400, f"{where} must be between 0 and {INT64_MAX}, got {number}", "BAD_REQUEST")
+    return int(number)
 
 
 @dataclass
@@ -65,6 +177,8 @@ class Call:
     body: bytes
     base_url: str
     counters: Counter[str] = field(default_factory=Counter)
+    # Upload routes get their body streamed to this file instead of `body` (see app.UPLOAD_OPERATIONS).
+    body_file: Path | None = None
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         """First value of a query parameter."""
@@ -79,19 +193,27 @@ class Call:
         return value
 
     def int_arg(self, name: str, default: int) -> int:
-        """An integer query parameter."""
+        """An integer query parameter that fits 64 bits (400 otherwise)."""
         value = self.arg(name)
         try:
-            return int(value) if value not in (None, "") else default
+            number = int(value) if value not in (None, "") else default
         except ValueError as exc:
-            raise EmulatorError(400, f"Query parameter {name!r} must be an integer") from exc
+            raise EmulatorError(
+                400, f"Query parameter {name!r} must be an integer, got {str(value)[:40]!r}", "BAD_REQUEST"
+            ) from exc
+        if not -INT64_MAX <= number <= INT64_MAX:
+            raise EmulatorError(
+                400, f"Query parameter {name!r} is out of range: {str(value)[:40]}", "BAD_REQUEST"
+            )
+        return number
 
     def json(self) -> Any:
-        """The JSON body."""
-        try:
-            return json.loads(self.body or b"null")
-        except ValueError as exc:
-            raise EmulatorError(400, f"Malformed JSON body: {exc}") from exc
+        """The JSON body (strict: 400 for malformed, non-finite or too deeply nested JSON)."""
+        return parse_json(self.body)
+
+    def upload_size(self) -> int:
+        """Bytes of an upload body."""
+        return self.body_file.stat().st_size if self.body_file is not None else len(self.body)
 
 
 @dataclass(frozen=True)
@@ -272,16 +394,20 @@ class NeptuneApi:
     # ----- runs ---------------------------------------------------------------------------------
     def createExperiment(self, call: Call) -> Response:
         """Create a run, model or model version; a known customId returns the existing run."""
-        params = call.json()
-        if not isinstance(params, dict):
-            raise EmulatorError(400, "experimentCreationParams must be an object")
-        project = self._project(params.get("projectIdentifier"))
-        kind = str(params.get("type") or "run")
+        params = _expect(call.json(), dict, "experimentCreationParams", "an object")
+        where = "experimentCreationParams"
+        project = self._project(
+            _expect(params.get("projectIdentifier"), str, f"{where}.projectIdentifier", "a string")
+        )
+        kind = params.get("type") or "run"
         if kind not in ("run", "model", "modelVersion"):
-            raise EmulatorError(400, f"Unsupported object type {kind}")
+            raise EmulatorError(400, f"Unsupported object type {kind!r}"[:120], "BAD_REQUEST")
         custom_id = params.get("customId") or None
         if custom_id is not None and (not isinstance(custom_id, str) or len(custom_id) > 128):
             raise EmulatorError(400, "customId must be a string of at most 128 characters")
+        for optional in ("key", "parentId"):
+            if params.get(optional) is not None:
+                _expect(params[optional], str, f"{where}.{optional}", "a string")
         parent = params.get("parentId")
         run, created = self.storage.create_run(
             project,
@@ -318,7 +444,10 @@ class NeptuneApi:
         run = self._run(call.need("experimentId"))
         operations = call.json()
         if not isinstance(operations, list):
-            raise EmulatorError(400, "The body must be a list of operations")
+            raise EmulatorError(400, "The body must be a list of operations", "BAD_REQUEST")
+        refused = operation_type_error(operations)
+        if refused is not None:
+            raise EmulatorError(400, f"Malformed operations: {refused}", "BAD_REQUEST")
         errors, applied, points = self.storage.execute_operations(run, operations)
         call.counters["operations_total"] += applied
         call.counters["operation_errors_total"] += len(errors)
@@ -482,8 +611,9 @@ class NeptuneApi:
     def fileAtomUpload(self, call: Call) -> Response:
         """Store a File field's content in one request."""
         run, path = self._upload_run(call)
-        self.storage.set_file(run, path, call.arg("ext") or "", call.body)
-        call.counters["bytes_uploaded_total"] += len(call.body)
+        size = call.upload_size()
+        self.storage.set_file(run, path, call.arg("ext") or "", call.body_file or call.body)
+        call.counters["bytes_uploaded_total"] += size
         return self._ok()
 
     @_reports_metadata_errors
@@ -493,8 +623,9 @@ class NeptuneApi:
         sub = normalize_sub_path(call.need("subPath"))
         if not sub:
             raise EmulatorError(400, f"Invalid subPath {call.arg('subPath')!r}")
-        self.storage.add_fileset_files(run, path, {sub: call.body}, reset=False)
-        call.counters["bytes_uploaded_total"] += len(call.body)
+        size = call.upload_size()
+        self.storage.add_fileset_files(run, path, {sub: call.body_file or call.body}, reset=False)
+        call.counters["bytes_uploaded_total"] += size
         return self._ok()
 
     @_reports_metadata_errors
@@ -502,8 +633,9 @@ class NeptuneApi:
         """Unpack a tar.gz of files into a file set (optionally replacing it)."""
         run, path = self._upload_run(call)
         reset = (call.arg("reset") or "false").lower() == "true"
-        self.storage.add_fileset_tar(run, path, call.body, reset)
-        call.counters["bytes_uploaded_total"] += len(call.body)
+        size = call.upload_size()
+        self.storage.add_fileset_tar(run, path, call.body_file or call.body, reset)
+        call.counters["bytes_uploaded_total"] += size
         return self._ok()
 
     @_reports_metadata_errors
@@ -524,10 +656,11 @@ class NeptuneApi:
         if not match:
             raise EmulatorError(400, "Missing or malformed X-Range header")
         start, end, total = (int(g) for g in match.groups())
-        if end - start + 1 != len(call.body) or total != upload["total"] or end >= total:
+        size = call.upload_size()
+        if end - start + 1 != size or total != upload["total"] or end >= total:
             raise EmulatorError(400, "Length of stream does not match given range")
-        self.storage.store_part(upload["id"], start, call.body)
-        call.counters["bytes_uploaded_total"] += len(call.body)
+        self.storage.store_part(upload["id"], start, call.body_file or call.body)
+        call.counters["bytes_uploaded_total"] += size
         return self._ok()
 
     @_reports_metadata_errors
@@ -639,30 +772,28 @@ class NeptuneApi:
     def searchLeaderboardEntries(self, call: Call) -> Response:
         """The runs table: NQL filter, sorting, paging and column selection."""
         project = self._project(call.need("projectIdentifier"))
-        params = call.json() or {}
-        if not isinstance(params, dict):
-            raise EmulatorError(400, "params must be an object")
-        query_text = ((params.get("query") or {}).get("query")) or ""
+        params = _expect(call.json() or {}, dict, "params", "an object")
+        query_text = _optional_object(params, "query", "params").get("query") or ""
+        _expect(query_text, str, "params.query.query", "a string")
         try:
             query = nql.parse(query_text)
-        except nql.NQLSyntaxError as exc:
+        except (nql.NQLSyntaxError, RecursionError) as exc:
             raise EmulatorError(400, "Syntax error", "SYNTAX_ERROR") from exc
         rows = [
             (run, fields)
             for run, fields in self._table(project, call.query.get("type", []))
             if nql.matches(query, {p: (a.type, plain_value(a)) for p, a in fields.items()})
         ]
-        sorting = params.get("sorting") or {}
-        sort_by = ((sorting.get("sortBy") or {}).get("name")) or "sys/creation_time"
+        sorting = _optional_object(params, "sorting", "params")
+        sort_by = _optional_object(sorting, "sortBy", "params.sorting").get("name") or "sys/creation_time"
+        _expect(sort_by, str, "params.sorting.sortBy.name", "a string")
         descending = sorting.get("dir", "descending") == "descending"
         rows = _sorted(rows, sort_by, descending)
-        page = params.get("pagination") or {}
-        offset = int(page.get("offset") or 0)
-        raw_limit = page.get("limit")
-        limit = int(raw_limit) if raw_limit is not None else 100
-        columns = [
-            f["path"] for f in (params.get("attributeFilters") or []) if isinstance(f, dict) and "path" in f
-        ]
+        page = _optional_object(params, "pagination", "params")
+        offset = _count(page.get("offset"), "params.pagination.offset", 0)
+        limit = _count(page.get("limit"), "params.pagination.limit", 100)
+        filters = _expect(params.get("attributeFilters") or [], list, "params.attributeFilters", "a list")
+        columns = [f["path"] for f in filters if isinstance(f, dict) and isinstance(f.get("path"), str)]
         entries = []
         for run, fields in rows[offset : offset + limit]:
             selected = [fields[c] for c in columns if c in fields] if columns else list(fields.values())

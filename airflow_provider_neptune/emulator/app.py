@@ -1,14 +1,17 @@
 """The emulator's ASGI application: routing, authentication, throttling, faults and control endpoints.
 
 Request flow for `/api/...`: count it, let the Guard throttle or fail it (before anything is read
-or stored, so a rejected request has no effect), check the token, then run the operation's handler
-in a worker thread. `/_emulator/*` (stats and fault control) is never throttled or faulted.
+or stored, so a rejected request has no effect), check the token, read the body (JSON bodies up to
+`max_body_bytes`, else 413; upload bodies streamed to disk), then run the operation's handler in a
+worker thread. `/_emulator/*` (stats and fault control) is never throttled or faulted and needs the
+API token unless the emulator runs `--open`; run pages are read-only (GET/HEAD) and need no token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -21,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from airflow_provider_neptune.emulator.api import ApiSettings, Call, NeptuneApi
+from airflow_provider_neptune.emulator.api import ApiSettings, Call, NeptuneApi, parse_json
 from airflow_provider_neptune.emulator.auth import TokenIssuer, make_api_token
 from airflow_provider_neptune.emulator.limits import FailNext, Guard
 from airflow_provider_neptune.emulator.pages import index_page, run_page
@@ -41,6 +44,23 @@ OAUTH_TOKEN_PATH = f"{OAUTH_REALM_PATH}/protocol/openid-connect/token"
 # Operations authenticated with the API token itself rather than a bearer token.
 API_TOKEN_OPERATIONS = frozenset({"getClientConfig", "exchangeApiToken"})
 WEBSOCKET_PREFIX = "/api/notifications/v1/runs/"
+# Operations whose body is raw file content: streamed to a file under the data dir, never held in memory.
+UPLOAD_OPERATIONS = frozenset(
+    {
+        "fileAtomUpload",
+        "fileSetFileUpload",
+        "uploadFileSetAttributeTar",
+        "fileAtomMultipartUploadPart",
+        "fileSetFileMultipartUploadPart",
+    }
+)
+# Largest JSON (non-upload) request body. The async client sends at most NEPTUNE_MAX_BATCH_SIZE_BYTES
+# (100 MiB) of operations per request, plus the one operation that crosses it; 256 MiB leaves room.
+DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024
+
+
+class BodyTooLarge(Exception):
+    """A request body over the configured limit (answered 413)."""
 
 
 @dataclass
@@ -58,6 +78,8 @@ class EmulatorConfig:
     multipart_chunk: int = 5 * 1024 * 1024
     owner: str = "emulator"
     api_key: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    open_control: bool = False
 
 
 def error_body(status: int, message: str, error_type: str = "") -> dict[str, Any]:
@@ -128,7 +150,16 @@ class EmulatorApp:
         path: str = scope["path"]
         method: str = scope["method"]
         if path.startswith("/_emulator/"):
-            response = await self._control(Request(scope, receive), path, method)
+            request = Request(scope, receive)
+            if self.config.open_control or self._control_authorized(request):
+                response = await self._control(request, path, method)
+            else:
+                response = error_response(
+                    401,
+                    "The emulator's control endpoints need its API token: send it as X-Neptune-Api-Token "
+                    "(or Authorization: Bearer <token>), or start the emulator with --open",
+                    "UNAUTHORIZED",
+                )
             await response(scope, receive, send)
             return
         stats = self.guard.stats
@@ -237,13 +268,23 @@ class EmulatorApp:
                     "username": "emulator",
                 }
             )
+        body_file = None
+        try:
+            if route.operation_id in UPLOAD_OPERATIONS:
+                body = b""
+                body_file = await self._stream_to_file(request)
+            else:
+                body = await self._read_body(request)
+        except BodyTooLarge:
+            return self._too_large()
         call = Call(
             method=request.method,
             path=request.url.path,
             query=parse_qs(request.url.query, keep_blank_values=True),
             headers=headers,
-            body=await request.body(),
+            body=body,
             base_url=str(request.base_url).rstrip("/"),
+            body_file=body_file,
         )
         handler = getattr(self.api, route.operation_id)
         try:
@@ -255,24 +296,79 @@ class EmulatorApp:
         except Exception as exc:
             log.exception("%s %s crashed", request.method, request.url.path)
             return error_response(500, f"Emulator error in {route.operation_id}: {exc}", "INTERNAL")
+        finally:
+            if body_file is not None:
+                body_file.unlink(missing_ok=True)  # gone already when storage moved it into blobs/
         stats = self.guard.stats
         for name, value in call.counters.items():
             setattr(stats, name, getattr(stats, name) + value)
         return response
+
+    async def _read_body(self, request: Request) -> bytes:
+        """The request body, read chunk by chunk; BodyTooLarge as soon as it passes max_body_bytes."""
+        limit = self.config.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _stream_to_file(self, request: Request) -> Path:
+        """Write an upload body to a new file under the data dir (uploads are bounded by disk, not RAM)."""
+        target = self.storage.incoming_file()
+        try:
+            with target.open("wb") as out:
+                async for chunk in request.stream():
+                    await run_in_threadpool(out.write, chunk)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return target
+
+    def _too_large(self) -> Response:
+        limit = self.config.max_body_bytes
+        return error_response(
+            413,
+            f"Request body is larger than the emulator's limit of {limit} bytes (--max-body-bytes)",
+            "PAYLOAD_TOO_LARGE",
+        )
+
+    def _control_authorized(self, request: Request) -> bool:
+        """True when a control request carries the API token (X-Neptune-Api-Token or Bearer).
+
+        Bearer accepts the API token itself (handy for curl) or an access token the emulator issued.
+        """
+        if self.issuer.check_api_key(request.headers.get("x-neptune-api-token")):
+            return True
+        authorization = request.headers.get("authorization") or ""
+        if authorization.lower().startswith("bearer "):
+            return self.issuer.check_api_key(authorization[7:].strip()) or self.issuer.check_bearer(
+                authorization
+            )
+        return False
 
     def _issuer_url(self, request: Request) -> str:
         base = str(request.base_url).rstrip("/")
         return f"{base}{OAUTH_REALM_PATH}"
 
     async def _oauth_token_form(self, request: Request) -> dict[str, str]:
-        body = (await request.body()).decode("utf-8", "replace")
+        body = (await self._read_body(request)).decode("utf-8", "replace")
         return {k: v[0] for k, v in parse_qs(body).items()}
 
     async def _oauth_token(self, request: Request) -> Response:
         """POST {iss}/protocol/openid-connect/token: a refresh grant returns a new token pair."""
         if request.method != "POST":
             return error_response(405, f"Method not allowed: {request.method} {request.url.path}")
-        form = await self._oauth_token_form(request)
+        try:
+            form = await self._oauth_token_form(request)
+        except BodyTooLarge:
+            return self._too_large()
         if form.get("grant_type") != "refresh_token" or not self.issuer.verify(
             form.get("refresh_token", ""), kind="Refresh"
         ):
@@ -334,6 +430,9 @@ class EmulatorApp:
         return error_response(404, f"Unknown route: {method} {path}", "UNKNOWN_ROUTE")
 
     # ----- control ------------------------------------------------------------------------------
+    async def _control_json(self, request: Request) -> Any:
+        return parse_json(await self._read_body(request), "control body")
+
     async def _control(self, request: Request, path: str, method: str) -> Response:
         name = path[len("/_emulator/") :].strip("/")
         try:
@@ -342,20 +441,25 @@ class EmulatorApp:
             if name == "health" and method == "GET":
                 return JSONResponse({"ok": True})
             if name == "faults" and method == "POST":
-                return JSONResponse(self.set_faults(await request.json()))
+                return JSONResponse(self.set_faults(await self._control_json(request)))
             if name == "faults" and method == "GET":
                 return JSONResponse(self.fault_settings())
             if name == "reset_stats" and method == "POST":
                 self.guard.reset_stats()
                 return JSONResponse({"ok": True})
             if name == "projects" and method == "POST":
-                body = await request.json()
+                body = await self._control_json(request)
                 project = self.storage.ensure_project(str(body.get("project", "")))
                 return JSONResponse({"project": project.qualified_name, "id": project.id, "key": project.key})
             if name == "projects" and method == "GET":
                 return JSONResponse([p.qualified_name for p in self.storage.list_projects()])
-        except (ValueError, TypeError, AttributeError) as exc:
-            return error_response(400, f"Bad request to {method} {path}: {exc}")
+        except BodyTooLarge:
+            return self._too_large()
+        except EmulatorError as exc:
+            message = f"Bad request to {method} {path}: {exc.message}"
+            return error_response(exc.status, message, exc.error_type)
+        except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
+            return error_response(400, f"Bad request to {method} {path}: {exc}", "BAD_REQUEST")
         log.warning("unhandled request %s %s -> 404", method, path)
         return error_response(404, f"Unknown route: {method} {path}", "UNKNOWN_ROUTE")
 
@@ -371,37 +475,45 @@ class EmulatorApp:
         }
 
     def set_faults(self, body: Any) -> dict[str, Any]:
-        """Apply a POST /_emulator/faults body: rate_limit, fault_rate, seed, fail_next (one or a list)."""
+        """Apply a POST /_emulator/faults body: rate_limit, fault_rate, seed, fail_next (one or a list).
+
+        Everything is validated before anything changes, so a refused body has no effect.
+        """
         if not isinstance(body, dict):
             raise ValueError("expected a JSON object")
         rate_limit = body.get("rate_limit", self.guard.rate_limit)
+        rate = _finite(rate_limit, "rate_limit") if rate_limit is not None else None
         fault_rate = (
-            float(body["fault_rate"]) if body.get("fault_rate") is not None else self.guard.fault_rate
+            _finite(body["fault_rate"], "fault_rate")
+            if body.get("fault_rate") is not None
+            else self.guard.fault_rate
         )
-        self.guard.configure(
-            rate_limit=float(rate_limit) if rate_limit is not None else None, fault_rate=fault_rate
-        )
-        if body.get("seed") is not None:
-            self.guard.rng.seed(int(body["seed"]))
-        if body.get("latency_ms") is not None:
-            latency = float(body["latency_ms"])
-            if latency < 0:
-                raise ValueError("latency_ms must not be negative")
-            self.guard.latency_ms = latency
+        if not 0.0 <= fault_rate <= 1.0:
+            raise ValueError("fault_rate must be between 0 and 1")
+        seed = int(body["seed"]) if body.get("seed") is not None else None
+        latency = _finite(body["latency_ms"], "latency_ms") if body.get("latency_ms") is not None else None
+        if latency is not None and latency < 0:
+            raise ValueError("latency_ms must not be negative")
         rules = body.get("fail_next")
-        if rules is not None:
-            if body.get("clear_fail_next"):
-                self.guard.fail_next.clear()
-            for rule in rules if isinstance(rules, list) else [rules]:
-                self.guard.add_fail_next(
-                    FailNext(
-                        route=str(rule["route"]),
-                        status=int(rule.get("status", 500)),
-                        count=int(rule.get("count", 1)),
-                    )
-                )
-        elif body.get("clear_fail_next"):
+        new_rules: list[FailNext] = []
+        for rule in (rules if isinstance(rules, list) else [rules]) if rules is not None else []:
+            if not isinstance(rule, dict) or "route" not in rule:
+                raise ValueError("each fail_next rule must be an object with a route")
+            status = int(rule.get("status", 500))
+            if not 400 <= status <= 599:
+                raise ValueError(f"fail_next status must be an HTTP error (400..599), got {status}")
+            new_rules.append(
+                FailNext(route=str(rule["route"]), status=status, count=int(rule.get("count", 1)))
+            )
+        self.guard.configure(rate_limit=rate, fault_rate=fault_rate)
+        if seed is not None:
+            self.guard.rng.seed(seed)
+        if latency is not None:
+            self.guard.latency_ms = latency
+        if body.get("clear_fail_next"):
             self.guard.fail_next.clear()
+        for new_rule in new_rules:
+            self.guard.add_fail_next(new_rule)
         return self.fault_settings()
 
     def stats(self) -> dict[str, Any]:
@@ -410,3 +522,13 @@ class EmulatorApp:
         out.update(self.fault_settings())
         out["websockets_open"] = self.open_sockets
         return out
+
+
+def _finite(value: Any, name: str) -> float:
+    """A control setting as a finite float (ValueError naming it otherwise)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return number

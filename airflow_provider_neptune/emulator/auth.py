@@ -38,7 +38,7 @@ def api_key_of(api_token: str) -> str | None:
     """Return the api_key inside a neptune API token, or None when it is not a valid token."""
     try:
         payload = json.loads(base64.b64decode(api_token.strip().encode("ascii")).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # ValueError covers bad base64, UTF-8 and JSON
         return None
     key = payload.get("api_key") if isinstance(payload, dict) else None
     return key if isinstance(key, str) else None
@@ -68,12 +68,17 @@ class TokenIssuer:
             if not hmac.compare_digest(expected, _b64url_decode(parts[2])):
                 return None
             claims = json.loads(_b64url_decode(parts[1]))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # ValueError covers bad base64, UTF-8 and JSON
             return None
         if not isinstance(claims, dict):
             return None
         if kind is not None and claims.get("typ") != kind:
             return None
+        expires = claims.get("exp")
+        if expires is not None and (
+            isinstance(expires, bool) or not isinstance(expires, int | float) or expires <= time.time()
+        ):
+            return None  # expired (or a malformed expiry): the client must refresh
         return claims
 
     def token_pair(self, issuer_url: str) -> dict[str, Any]:
@@ -96,7 +101,8 @@ class TokenIssuer:
         if not api_token:
             return False
         key = api_key_of(api_token)
-        return key is not None and hmac.compare_digest(key, self.api_key)
+        # Compare bytes: compare_digest refuses str with non-ASCII characters (a forged key may have them).
+        return key is not None and hmac.compare_digest(key.encode("utf-8"), self.api_key.encode("utf-8"))
 
     def check_bearer(self, authorization: str | None) -> bool:
         """True when an Authorization header carries an access token this emulator issued."""

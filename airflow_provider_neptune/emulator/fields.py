@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -88,13 +89,21 @@ def properties(attr: Attr, fileset_size: Callable[[str], int] | None = None) -> 
             lastStep=v.get("lastStep"),
             min=v.get("min"),
             max=v.get("max"),
-            average=(float(v.get("sum", 0.0)) / count) if count else None,
+            average=_average(v.get("sum"), count),
         )
     elif attr.type == "stringSeries":
         base.update(last=v.get("last"), lastStep=v.get("lastStep"))
     elif attr.type == "imageSeries":
         base["lastStep"] = v.get("lastStep")
     return base
+
+
+def _average(total: Any, count: int) -> float | None:
+    """sum / count, or None when there is none or it is not finite (data stored by older versions)."""
+    if not count or not isinstance(total, int | float):
+        return None
+    average = float(total) / count
+    return average if math.isfinite(average) else None
 
 
 def attribute_dto(attr: Attr, fileset_size: Callable[[str], int] | None = None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import math
 import sqlite3
 from typing import Any
 
-from airflow_provider_neptune.emulator.clock import now_ms
+from airflow_provider_neptune.emulator.clock import MAX_MS, MIN_MS, iso_ms, now_ms
 
 # sys/* fields the server owns: writes to them are rejected like on a real server.
 READ_ONLY_SYS = frozenset(
@@ -69,6 +69,50 @@ class OperationError(Exception):
     """One rejected operation (reported in the executeOperations response)."""
 
 
+SERIES_OPERATIONS = ("logFloats", "logStrings", "logImages")
+
+
+def operation_type_error(operations: list[Any]) -> str | None:
+    """Why a batch must be refused as a whole (a series step or timestamp that is not a number), or None.
+
+    A real server cannot even deserialise such a request, so it is refused as a whole, before
+    anything is stored; the neptune client never sends one. Values it can read but refuses (a
+    timestamp out of range, a sum that overflows) are per-operation errors instead.
+    """
+    for i, op in enumerate(operations):
+        if not isinstance(op, dict):
+            continue
+        for name in SERIES_OPERATIONS:
+            body = op.get(name)
+            if not isinstance(body, dict):
+                continue
+            entries = body.get("entries")
+            if entries is None:
+                continue
+            where = f"operations[{i}] ({str(op.get('path'))[:80]!r}).{name}.entries"
+            if not isinstance(entries, list):
+                return f"{where} must be a list"
+            for j, entry in enumerate(entries):
+                if not isinstance(entry, dict):
+                    continue
+                for key in ("step", "timestampMilliseconds"):
+                    value = entry.get(key)
+                    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                        return f"{where}[{j}].{key} must be a number, got {value!r}"[:300]
+    return None
+
+
+def _milliseconds(value: Any, what: str) -> int:
+    """A datetime in epoch milliseconds within years 1..9999 (what ISO text and the client can show)."""
+    number = _number(value, what)
+    if not MIN_MS <= number <= MAX_MS:
+        raise OperationError(
+            f"{what} {value!r} is out of range: a datetime must lie between {iso_ms(MIN_MS)} and "
+            f"{iso_ms(MAX_MS)} ({MIN_MS}..{MAX_MS} ms)"
+        )
+    return int(number)
+
+
 def _get(db: sqlite3.Connection, run_id: str, path: str) -> tuple[str, dict[str, Any]] | None:
     row = db.execute("SELECT type, value FROM attrs WHERE run_id=? AND path=?", (run_id, path)).fetchone()
     return (row["type"], json.loads(row["value"])) if row else None
@@ -105,10 +149,14 @@ def check_type(db: sqlite3.Connection, run_id: str, path: str, kind: str) -> dic
 
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise OperationError(f"{what} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise OperationError(f"{what} must be finite: NaN and Inf are not supported, got {value!r}")
-    return float(value)
+        raise OperationError(f"{what} must be a number, got {value!r}"[:300])
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf  # an integer beyond the range of a double
+    if not math.isfinite(number):
+        raise OperationError(f"{what} must be a finite double: NaN, Inf and larger numbers are not supported")
+    return number
 
 
 def apply_operation(db: sqlite3.Connection, run_id: str, op: Any, dropped: list[str]) -> int:
@@ -138,14 +186,16 @@ def apply_operation(db: sqlite3.Connection, run_id: str, op: Any, dropped: list[
         kind = assigns[name]
         check_type(db, run_id, path, kind)
         if kind == "datetime":
-            value: Any = int(_number(body.get("valueMilliseconds"), "valueMilliseconds"))
+            value: Any = _milliseconds(body.get("valueMilliseconds"), f"{path}: valueMilliseconds")
         else:
             value = body.get("value")
             if kind == "float":
                 value = _number(value, "value")
             elif kind == "int":
                 if isinstance(value, bool) or not isinstance(value, int):
-                    raise OperationError(f"value must be an integer, got {value!r}")
+                    raise OperationError(f"value must be an integer, got {value!r}"[:300])
+                if not -(2**63) <= value < 2**63:
+                    raise OperationError(f"{path}: value {value} does not fit a 64-bit integer")
             elif kind == "bool":
                 if not isinstance(value, bool):
                     raise OperationError(f"value must be a boolean, got {value!r}")
@@ -182,8 +232,8 @@ def apply_operation(db: sqlite3.Connection, run_id: str, op: Any, dropped: list[
         state = check_type(db, run_id, path, "stringSet") or {"v": []}
         values = set(state.get("v", []))
         incoming = body.get("values") or []
-        if not all(isinstance(v, str) for v in incoming):
-            raise OperationError("string set values must be strings")
+        if not isinstance(incoming, list) or not all(isinstance(v, str) for v in incoming):
+            raise OperationError(f"{path}: string set values must be a list of strings")
         if name == "removeStrings":
             values -= set(incoming)
         elif name == "clearStringSet":
@@ -206,7 +256,10 @@ def apply_operation(db: sqlite3.Connection, run_id: str, op: Any, dropped: list[
             return 0
         if current[0] != "fileSet":
             raise OperationError(f"Cannot delete files from attribute {path} of type {current[0]}")
-        for raw in body.get("filePaths") or []:
+        file_paths = body.get("filePaths") or []
+        if not isinstance(file_paths, list):
+            raise OperationError(f"{path}: filePaths must be a list")
+        for raw in file_paths:
             sub = normalize_sub_path(str(raw))
             rows = db.execute(
                 "SELECT sub_path, blob FROM filesets WHERE run_id=? AND path=?"
@@ -227,52 +280,66 @@ def apply_operation(db: sqlite3.Connection, run_id: str, op: Any, dropped: list[
 
 
 def _log(db: sqlite3.Connection, run_id: str, path: str, kind: str, entries: list[Any]) -> int:
+    """Append series points: every entry is checked first, so a refused operation stores nothing.
+
+    Points whose step is not above the last one are skipped and reported (the others are kept), as a
+    real server does; a malformed value, a timestamp out of range or a float series whose sum would
+    overflow a double refuses the whole operation (its aggregates must stay readable).
+    """
     state = check_type(db, run_id, path, kind) or {}
     last_step = state.get("lastStep")
     count = int(state.get("count", 0))
-    stored = 0
+    rows: list[tuple[str, str, int, float, Any, int]] = []
     first_bad: float | None = None
     for entry in entries:
         if not isinstance(entry, dict):
-            raise OperationError(f"Malformed series entry {entry!r}")
+            raise OperationError(f"Malformed series entry {entry!r}"[:300])
         step_raw = entry.get("step")
-        step = (0.0 if last_step is None else float(last_step) + 1.0) if step_raw is None else float(step_raw)
+        if step_raw is None:
+            step = 0.0 if last_step is None else float(last_step) + 1.0
+        else:
+            step = _number(step_raw, f"{path}: step")
         if last_step is not None and step <= float(last_step):
             if first_bad is None:
                 first_bad = step
             continue
         raw = entry.get("value")
         if kind == "floatSeries":
-            value: Any = _number(raw, "value")
+            value: Any = _number(raw, f"{path}: value")
+            total = float(state.get("sum", 0.0)) + value
+            if not math.isfinite(total):
+                raise OperationError(
+                    f"{path}: the sum of the series' values would overflow a double at step {step} "
+                    f"(value {value!r}); the operation was refused and nothing of it was stored"
+                )
             state["min"] = value if state.get("min") is None else min(state["min"], value)
             state["max"] = value if state.get("max") is None else max(state["max"], value)
-            state["sum"] = float(state.get("sum", 0.0)) + value
+            state["sum"] = total
         elif kind == "stringSeries":
             if not isinstance(raw, str):
-                raise OperationError(f"value must be a string, got {raw!r}")
+                raise OperationError(f"value must be a string, got {raw!r}"[:300])
             value = raw[:STRING_SERIES_MAX]
         else:
             value = json.dumps(raw)
-        ts = int(entry.get("timestampMilliseconds") or now_ms())
-        db.execute(
-            "INSERT INTO points (run_id, path, idx, step, value, ts_ms) VALUES (?, ?, ?, ?, ?, ?)",
-            (run_id, path, count, step, value, ts),
-        )
-        count += 1
-        stored += 1
+        ts_raw = entry.get("timestampMilliseconds")
+        ts = _milliseconds(ts_raw, f"{path}: timestampMilliseconds") if ts_raw else now_ms()
+        rows.append((run_id, path, count + len(rows), step, value, ts))
         last_step = step
         state["last"] = value if kind != "imageSeries" else None
         state["lastStep"] = step
-    state["count"] = count
+    db.executemany(
+        "INSERT INTO points (run_id, path, idx, step, value, ts_ms) VALUES (?, ?, ?, ?, ?, ?)", rows
+    )
+    state["count"] = count + len(rows)
     _put(db, run_id, path, kind, state)
     if first_bad is not None:
         # The valid points of this operation are kept; the rejected ones are reported.
         raise StoredButRejected(
             f"X-coordinates (step) must be strictly increasing for series attribute: {path}. "
             f"Invalid point: {first_bad}",
-            stored,
+            len(rows),
         )
-    return stored
+    return len(rows)
 
 
 class StoredButRejected(OperationError):

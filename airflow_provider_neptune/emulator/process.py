@@ -58,6 +58,8 @@ class NeptuneEmulator:
         startup_timeout: float = 30.0,
         log_level: str = "warning",
         extra_args: Iterable[str] = (),
+        max_body_bytes: int | None = None,
+        open_control: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -77,6 +79,8 @@ class NeptuneEmulator:
         self.startup_timeout = startup_timeout
         self.log_level = log_level
         self.extra_args = tuple(extra_args)
+        self.max_body_bytes = max_body_bytes
+        self.open_control = open_control
         self.url = ""
         self.api_token = ""
         self.project = self.projects[0]
@@ -120,6 +124,10 @@ class NeptuneEmulator:
             cmd += ["--api-key", self.api_key]
         if self.ssl_certfile is not None and self.ssl_keyfile is not None:
             cmd += ["--ssl-certfile", str(self.ssl_certfile), "--ssl-keyfile", str(self.ssl_keyfile)]
+        if self.max_body_bytes is not None:
+            cmd += ["--max-body-bytes", str(self.max_body_bytes)]
+        if self.open_control:
+            cmd.append("--open")
         cmd += ["--log-level", self.log_level, *self.extra_args]
         return cmd
 
@@ -228,11 +236,14 @@ class NeptuneEmulator:
         self.stop()
 
     # ----- control ------------------------------------------------------------------------------
+    def control_headers(self) -> dict[str, str]:
+        """Headers that authorise a request to the control endpoints (the API token)."""
+        return {"X-Neptune-Api-Token": self.api_token} if self.api_token else {}
+
     def _request(self, method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            f"{self.url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
-        )
+        headers = {"Content-Type": "application/json", **self.control_headers()}
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers=headers)
         context = None
         if self.ssl_certfile is not None:
             # Our own (typically self-signed) certificate is the only one to trust.

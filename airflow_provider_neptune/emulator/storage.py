@@ -149,6 +149,9 @@ class Storage:
         self.blobs.mkdir(exist_ok=True)
         self.uploads_dir = self.root / "uploads"
         self.uploads_dir.mkdir(exist_ok=True)
+        # Request bodies of upload routes are streamed here, then moved into blobs/ (same file system).
+        self.incoming_dir = self.root / "incoming"
+        self.incoming_dir.mkdir(exist_ok=True)
         self.owner = owner
         self._lock = threading.RLock()
         self._db = sqlite3.connect(
@@ -489,24 +492,36 @@ class Storage:
         self._drop_blobs(dropped)
         return errors, applied, points
 
-    def store_blob(self, data: bytes) -> str:
-        """Write bytes to a new blob and return its name."""
+    def store_blob(self, data: bytes | Path) -> str:
+        """Keep bytes (or move a file of incoming data) as a new blob and return its name."""
         name = uuid.uuid4().hex
+        if isinstance(data, Path):
+            data.replace(self.blobs / name)
+            return name
         tmp = self.blobs / f".{name}.tmp"
         tmp.write_bytes(data)
         tmp.replace(self.blobs / name)
         return name
 
+    def incoming_file(self) -> Path:
+        """A fresh path under incoming/ for a streamed request body."""
+        return self.incoming_dir / uuid.uuid4().hex
+
+    @staticmethod
+    def _size(data: bytes | Path) -> int:
+        return data.stat().st_size if isinstance(data, Path) else len(data)
+
     def _drop_blobs(self, blobs: list[str]) -> None:
         for blob in blobs:
             (self.blobs / blob).unlink(missing_ok=True)
 
-    def set_file(self, run: RunRow, path: str, ext: str, data: bytes) -> None:
-        """Store a File field's content (replacing an older one)."""
+    def set_file(self, run: RunRow, path: str, ext: str, data: bytes | Path) -> None:
+        """Store a File field's content (bytes, or a file that is moved in), replacing an older one."""
         self._check_writable(path)
+        size = self._size(data)
         blob = self.store_blob(data)
         name = path.rsplit("/", 1)[-1]
-        value = {"blob": blob, "name": name, "ext": ext or "", "size": len(data)}
+        value = {"blob": blob, "name": name, "ext": ext or "", "size": size}
         old: list[str] = []
         try:
             with self._tx() as db:
@@ -522,9 +537,10 @@ class Storage:
             raise MetadataError(str(exc)) from exc
         self._drop_blobs(old)
 
-    def add_fileset_files(self, run: RunRow, path: str, files: dict[str, bytes], reset: bool) -> None:
-        """Add files to a FileSet field (optionally emptying it first)."""
+    def add_fileset_files(self, run: RunRow, path: str, files: dict[str, bytes | Path], reset: bool) -> None:
+        """Add files (bytes, or files that are moved in) to a FileSet field, optionally emptying it first."""
         self._check_writable(path)
+        sizes = {sub: self._size(data) for sub, data in files.items()}
         stored = {sub: self.store_blob(data) for sub, data in files.items()}
         old: list[str] = []
         try:
@@ -548,7 +564,7 @@ class Storage:
                     db.execute(
                         "INSERT OR REPLACE INTO filesets (run_id, path, sub_path, blob, size, mtime_ms)"
                         " VALUES (?, ?, ?, ?, ?, ?)",
-                        (run.id, path, sub, blob, len(files[sub]), ts),
+                        (run.id, path, sub, blob, sizes[sub], ts),
                     )
                 db.execute("UPDATE runs SET modified_ms=? WHERE id=?", (ts, run.id))
         except OperationError as exc:
@@ -556,21 +572,41 @@ class Storage:
             raise MetadataError(str(exc)) from exc
         self._drop_blobs(old)
 
-    def add_fileset_tar(self, run: RunRow, path: str, data: bytes, reset: bool) -> None:
-        """Unpack a tar.gz upload into a FileSet field."""
-        files: dict[str, bytes] = {}
+    def add_fileset_tar(self, run: RunRow, path: str, data: bytes | Path, reset: bool) -> None:
+        """Unpack a tar.gz upload (bytes or a file) into a FileSet field, member by member to disk."""
+        files: dict[str, bytes | Path] = {}
         try:
-            with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
-                for member in archive.getmembers():
+            with (
+                tarfile.open(name=data, mode="r:*")
+                if isinstance(data, Path)
+                else tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+            ) as archive:
+                for member in archive:
                     if not member.isfile():
                         continue
                     sub = normalize_sub_path(member.name)
                     handle = archive.extractfile(member)
                     if sub and handle is not None:
-                        files[sub] = handle.read()
+                        target = files.get(sub)
+                        if not isinstance(target, Path):
+                            target = self.incoming_file()
+                            files[sub] = target
+                        with target.open("wb") as out:
+                            shutil.copyfileobj(handle, out)
         except (tarfile.TarError, EOFError, OSError) as exc:
+            self._discard(files.values())
             raise EmulatorError(400, f"Invalid tar.gz upload: {exc}") from exc
-        self.add_fileset_files(run, path, files, reset)
+        try:
+            self.add_fileset_files(run, path, files, reset)
+        finally:
+            self._discard(files.values())
+
+    @staticmethod
+    def _discard(files: Any) -> None:
+        """Delete incoming files that were not moved into blobs/."""
+        for item in files:
+            if isinstance(item, Path):
+                item.unlink(missing_ok=True)
 
     @staticmethod
     def _check_writable(path: str) -> None:
@@ -600,9 +636,13 @@ class Storage:
         with self._lock:
             return self._db.execute("SELECT * FROM uploads WHERE id=?", (upload_id,)).fetchone()
 
-    def store_part(self, upload_id: str, start: int, data: bytes) -> None:
-        """Keep one part of a multipart upload, named by its start offset."""
-        (self.uploads_dir / upload_id / f"{start:020d}").write_bytes(data)
+    def store_part(self, upload_id: str, start: int, data: bytes | Path) -> None:
+        """Keep one part (bytes, or a file that is moved in) of a multipart upload, named by its offset."""
+        target = self.uploads_dir / upload_id / f"{start:020d}"
+        if isinstance(data, Path):
+            data.replace(target)
+        else:
+            target.write_bytes(data)
 
     def finish_upload(self, upload_id: str) -> None:
         """Join the parts of a multipart upload and store them in the field."""
@@ -610,21 +650,27 @@ class Storage:
         if up is None:
             raise EmulatorError(404, f"Upload {upload_id} not found")
         folder = self.uploads_dir / upload_id
-        buf = bytearray()
-        for part in sorted(folder.iterdir()):
-            start = int(part.name)
-            if start != len(buf):
+        joined = self.incoming_file()
+        try:
+            # Parts are joined on disk, never in memory: a file may be far larger than RAM allows.
+            with joined.open("wb") as out:
+                for part in sorted(folder.iterdir()):
+                    if int(part.name) != out.tell():
+                        raise EmulatorError(400, "Length of stream does not match given range")
+                    with part.open("rb") as src:
+                        shutil.copyfileobj(src, out)
+                length = out.tell()
+            if length != up["total"]:
                 raise EmulatorError(400, "Length of stream does not match given range")
-            buf += part.read_bytes()
-        if len(buf) != up["total"]:
-            raise EmulatorError(400, "Length of stream does not match given range")
-        run = self.find_run(up["run_id"])
-        if run is None:
-            raise EmulatorError(404, "Run not found", "EXPERIMENT_NOT_FOUND")
-        if up["target"] == "file":
-            self.set_file(run, up["path"], up["ext"] or "", bytes(buf))
-        else:
-            self.add_fileset_files(run, up["path"], {up["sub_path"]: bytes(buf)}, reset=False)
+            run = self.find_run(up["run_id"])
+            if run is None:
+                raise EmulatorError(404, "Run not found", "EXPERIMENT_NOT_FOUND")
+            if up["target"] == "file":
+                self.set_file(run, up["path"], up["ext"] or "", joined)
+            else:
+                self.add_fileset_files(run, up["path"], {up["sub_path"]: joined}, reset=False)
+        finally:
+            joined.unlink(missing_ok=True)
         with self._tx() as db:
             db.execute("DELETE FROM uploads WHERE id=?", (upload_id,))
         shutil.rmtree(folder, ignore_errors=True)
@@ -650,5 +696,5 @@ class Storage:
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
             for entry in self.fileset_entries(run_id, path):
-                archive.writestr(entry["sub_path"], self.blob_path(entry["blob"]).read_bytes())
+                archive.write(self.blob_path(entry["blob"]), arcname=entry["sub_path"])
         return buf.getvalue()

@@ -181,6 +181,8 @@ def test_health_check_endpoints_match_the_services(services: Mapping[str, Mappin
     assert "inspect ping" in test_text("airflow-worker-training")
     assert "--port 5050" in services["neptune-emulator"]["command"][0]
     assert "localhost:5050/_emulator/stats" in test_text("neptune-emulator")
+    # The control endpoints need the API token (the emulator shares a network with every service).
+    assert "X-Neptune-Api-Token: $$(sed -n 's/^NEPTUNE_API_TOKEN=//p'" in test_text("neptune-emulator")
     assert "NEPTUNE_API_TOKEN=" in test_text("neptune-emulator"), "healthy means the token is written too"
 
 
@@ -196,6 +198,7 @@ def test_emulator_service_command_and_volumes(services: Mapping[str, Mapping[str
     args = _emulator_args(services)
     assert args[:4] == ["exec", "python", "-m", "airflow_provider_neptune.emulator"]
     assert _flag(args, "--host") == "0.0.0.0", "the emulator must listen on the compose network"
+    assert "--open" not in args, "on a shared network the control endpoints must keep needing the token"
     # HTTPS: the hook refuses plain http to anything but loopback.
     assert _flag(args, "--public-url") == f"https://neptune-emulator:{_flag(args, '--port')}"
     assert _flag(args, "--ssl-certfile") == f"{EMULATOR_DATA}/tls/cert.pem"

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -82,14 +83,42 @@ def test_prints_its_lines_serves_and_exits_zero_on_signal(sig: signal.Signals, t
         assert url.startswith("http://127.0.0.1:")
         token = json.loads(base64.b64decode(lines["NEPTUNE_API_TOKEN"]))
         assert token["api_address"] == url
-        with urllib.request.urlopen(f"{url}/_emulator/projects", timeout=10) as response:
-            assert json.loads(response.read()) == ["team/alpha", "team/beta"]
+        assert _control_status(f"{url}/_emulator/projects", {}) == 401, "control needs the token"
+        for headers in (
+            {"X-Neptune-Api-Token": lines["NEPTUNE_API_TOKEN"]},
+            {"Authorization": f"Bearer {lines['NEPTUNE_API_TOKEN']}"},
+        ):
+            request = urllib.request.Request(f"{url}/_emulator/projects", headers=headers)
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert json.loads(response.read()) == ["team/alpha", "team/beta"]
         proc.send_signal(sig)
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _control_status(url: str, headers: dict[str, str]) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_open_flag_serves_control_endpoints_without_token_and_pages_stay_read_only() -> None:
+    proc, lines = _start("--open")
+    try:
+        url = lines["NEPTUNE_EMULATOR_URL"]
+        assert _control_status(f"{url}/_emulator/stats", {}) == 200
+        assert _control_status(f"{url}/", {}) == 200
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(f"{url}/", method="POST", data=b""), timeout=10)
+        assert refused.value.code == 405, "pages are read-only"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
 
 
 def test_refuses_bad_arguments_and_busy_ports() -> None:

@@ -32,6 +32,16 @@ def client(app: EmulatorApp) -> Iterator[TestClient]:
         yield test_client
 
 
+@pytest.fixture
+def control(app: EmulatorApp) -> Iterator[TestClient]:
+    """A client of the same app that sends the API token, as the control endpoints require."""
+    headers = {"X-Neptune-Api-Token": app.api_token("http://127.0.0.1:5050")}
+    with TestClient(
+        app, base_url="http://127.0.0.1:5050", raise_server_exceptions=False, headers=headers
+    ) as test_client:
+        yield test_client
+
+
 def _bearer(app: EmulatorApp, client: TestClient) -> dict[str, str]:
     token = app.api_token("http://127.0.0.1:5050")
     response = client.get("/api/backend/v1/authorization/oauth-token", headers={"X-Neptune-Api-Token": token})
@@ -78,84 +88,86 @@ def test_token_exchange_refresh_and_rejection(app: EmulatorApp, client: TestClie
     assert client.get(f"{LB}/experiments?experimentId=x").status_code == 401
 
 
-def test_unknown_routes_name_method_and_path(client: TestClient) -> None:
+def test_unknown_routes_name_method_and_path(client: TestClient, control: TestClient) -> None:
     missing = client.post("/api/leaderboard/v1/teleport", json={})
     assert missing.status_code == 404
     assert "POST /api/leaderboard/v1/teleport" in missing.json()["title"]
     wrong_method = client.delete(f"{LB}/experiments")
     assert wrong_method.status_code == 405
     assert "DELETE /api/leaderboard/v1/experiments" in wrong_method.json()["title"]
-    control = client.get("/_emulator/nothing")
-    assert control.status_code == 404
-    assert "GET /_emulator/nothing" in control.json()["title"]
-    stats = client.get("/_emulator/stats").json()
+    unknown = control.get("/_emulator/nothing")
+    assert unknown.status_code == 404
+    assert "GET /_emulator/nothing" in unknown.json()["title"]
+    stats = control.get("/_emulator/stats").json()
     assert stats["requests_by_route"]["POST /api/leaderboard/v1/teleport"] == 1
     assert stats["requests_by_status"]["404"] == 1
 
 
-def test_control_endpoints(client: TestClient) -> None:
+def test_control_endpoints(client: TestClient, control: TestClient) -> None:
     body = {
         "rate_limit": 3,
         "fault_rate": 0.25,
         "latency_ms": 5,
         "fail_next": {"route": "ping", "status": 409, "count": 2},
     }
-    settings = client.post("/_emulator/faults", json=body).json()
+    settings = control.post("/_emulator/faults", json=body).json()
     assert settings == {
         "rate_limit": 3.0,
         "fault_rate": 0.25,
         "latency_ms": 5.0,
         "fail_next": [{"route": "ping", "status": 409, "count": 2}],
     }
-    assert client.post("/_emulator/faults", json={"latency_ms": -1}).status_code == 400
-    assert client.post("/_emulator/faults", json={"fault_rate": 2}).status_code == 400
-    cleared = client.post(
+    assert control.post("/_emulator/faults", json={"latency_ms": -1}).status_code == 400
+    assert control.post("/_emulator/faults", json={"fault_rate": 2}).status_code == 400
+    cleared = control.post(
         "/_emulator/faults",
         json={"rate_limit": None, "fault_rate": 0, "clear_fail_next": True, "latency_ms": 0},
     )
     assert cleared.json() == {"rate_limit": None, "fault_rate": 0.0, "latency_ms": 0.0, "fail_next": []}
     client.get("/api/backend/v1/clients/config")
-    assert client.get("/_emulator/stats").json()["requests_total"] == 1
-    client.post("/_emulator/reset_stats")
-    stats = client.get("/_emulator/stats").json()
+    assert control.get("/_emulator/stats").json()["requests_total"] == 1
+    control.post("/_emulator/reset_stats")
+    stats = control.get("/_emulator/stats").json()
     assert stats["requests_total"] == 0
     assert stats["requests_per_second"] == []
-    created = client.post("/_emulator/projects", json={"project": "ws/other"}).json()
+    created = control.post("/_emulator/projects", json={"project": "ws/other"}).json()
     assert created["project"] == "ws/other"
-    assert client.get("/_emulator/projects").json() == ["ws/proj", "ws/other"]
+    assert control.get("/_emulator/projects").json() == ["ws/proj", "ws/other"]
 
 
-def test_throttle_answers_429_before_auth_and_spares_specs(client: TestClient) -> None:
-    client.post("/_emulator/faults", json={"rate_limit": 2})
+def test_throttle_answers_429_before_auth_and_spares_specs(client: TestClient, control: TestClient) -> None:
+    control.post("/_emulator/faults", json={"rate_limit": 2})
     codes = [client.get("/api/backend/v1/clients/config").status_code for _ in range(4)]
     assert codes == [401, 401, 429, 429]
     throttled = client.get("/api/backend/v1/clients/config")
     assert throttled.headers["Retry-After"] == "1"
     assert all(client.get("/api/backend/swagger.json").status_code == 200 for _ in range(5))
-    assert client.get("/_emulator/stats").json()["throttled_total"] == 3
+    assert control.get("/_emulator/stats").json()["throttled_total"] == 3
 
 
-def test_faulted_and_failed_requests_change_nothing(app: EmulatorApp, client: TestClient) -> None:
+def test_faulted_and_failed_requests_change_nothing(
+    app: EmulatorApp, client: TestClient, control: TestClient
+) -> None:
     headers = _bearer(app, client)
     project = client.get("/api/backend/v1/projects/get?projectIdentifier=ws/proj", headers=headers).json()
     created = client.post(f"{LB}/experiments", json={"projectIdentifier": project["id"]}, headers=headers)
     run_id = created.json()["id"]
     assert created.json()["shortId"] == "PRO-1"
     ops = [{"path": "x", "assignFloat": {"value": 1.0}}]
-    client.post("/_emulator/faults", json={"fail_next": {"route": "executeOperations", "status": 400}})
+    control.post("/_emulator/faults", json={"fail_next": {"route": "executeOperations", "status": 400}})
     assert (
         client.post(
             f"{LB}/attributes/operations?experimentId={run_id}", json=ops, headers=headers
         ).status_code
         == 400
     )
-    client.post("/_emulator/faults", json={"fault_rate": 1.0, "seed": 1})
+    control.post("/_emulator/faults", json={"fault_rate": 1.0, "seed": 1})
     for _ in range(3):  # seed 1 draws 500 then 503 then 503: no dropped connection in-process
         faulted = client.post(f"{LB}/attributes/operations?experimentId={run_id}", json=ops, headers=headers)
         assert faulted.status_code in (500, 503)
-    client.post("/_emulator/faults", json={"fault_rate": 0.0})
+    control.post("/_emulator/faults", json={"fault_rate": 0.0})
     assert app.storage.attribute(run_id, "x") is None
-    stats = client.get("/_emulator/stats").json()
+    stats = control.get("/_emulator/stats").json()
     assert stats["faults_injected_total"] == 3
     assert stats["fail_next_total"] == 1
     assert stats["operations_total"] == 0
@@ -167,7 +179,7 @@ def test_faulted_and_failed_requests_change_nothing(app: EmulatorApp, client: Te
     assert refused.status_code == 200
     assert "type float" in refused.json()["errors"][0]["errorDescription"]
     assert app.storage.attribute(run_id, "x") is not None
-    assert client.get("/_emulator/stats").json()["operations_total"] == 1
+    assert control.get("/_emulator/stats").json()["operations_total"] == 1
 
 
 def test_emulator_helpers_build_env_and_connection() -> None:
