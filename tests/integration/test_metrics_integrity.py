@@ -175,3 +175,24 @@ def test_the_operator_rejects_out_of_range_timestamps_and_steps_before_sending(
     assert "series 'train/loss'" in str(info.value)
     assert expected in str(info.value)
     assert series_points(neptune_emulator, run_id, "train/loss") == []
+
+
+def test_an_overlap_in_the_middle_of_a_long_series_is_found_by_a_search(neptune_hook_factory: Any) -> None:
+    hook = neptune_hook_factory(mode="async")
+    run_id = hook.create_run(custom_run_id=_cid())
+    values = [float(i) / 7 for i in range(5000)]
+    hook.log_metrics(run_id, {"long": values})
+    POOL.close_all(seconds=10)
+    # Steps 2500..2509 lie in neither the first nor the last page of the 5,000 points.
+    same = hook.log_metrics(run_id, {"long": values[2500:2510]}, steps=list(range(2500, 2510)))
+    assert (same["points_skipped"], same["points_sent"]) == (10, 0)
+    # Listing + first page + last page + a binary search over the 5 pages (at most 3 more reads).
+    assert same["read_requests"] <= 1 + 2 + 3
+    changed = values[2500:2510]
+    changed[7] = -1.0
+    with pytest.raises(NeptuneStepConflictError) as info:
+        hook.log_metrics(run_id, {"long": changed}, steps=list(range(2500, 2510)))
+    assert (
+        f"1 point(s) not on the server with the value sent (first: step 2507 (server has {values[2507]!r}"
+        in (str(info.value))
+    )
