@@ -1,7 +1,8 @@
 """NeptuneLogMetricsOperator: validate many metric series, then log them through the hook.
 
-Validation runs before anything is sent; the hook batches, resumes after the last step the server
-holds (a retried task adds no duplicate and leaves no gap) and verifies delivery.
+Validation runs before anything is sent (NaN and infinities right after rendering); the hook batches,
+resumes by skipping the points the server holds with the same step and value (a retried task adds no
+duplicate and leaves no gap) and reads back every point it sent.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ class NeptuneLogMetricsOperator(BaseOperator):
     NaN, Inf, non-numeric values and steps that do not strictly increase fail the task before anything
     is sent, with a message naming the series, the index and the value; with ``skip_invalid=True``
     they are skipped and counted. Returns the hook's summary (``points_sent``, ``points_skipped``,
-    ``requests``, ``retries``, ``throttled``, ``last_steps``) plus ``points_invalid`` and ``series``.
+    ``requests``, ``retries``, ``throttled``, ``last_steps``, ``read_requests``) plus ``points_invalid``
+    and ``series``.
 
     :param run_id: the run's ``sys/id`` (templated), e.g. ``"{{ ti.xcom_pull('create_run') }}"``.
     :param metrics: ``{"train/loss": [0.9, 0.7], ...}`` or ``{"train/loss": {"values": [...],
@@ -106,7 +108,8 @@ class NeptuneLogMetricsOperator(BaseOperator):
         at index i gets step i, so give steps when appending to a series that already has points.
     :param timestamps: unix seconds or ISO-8601 strings, shared or ``{path: timestamps}`` (templated).
     :param skip_invalid: skip and count invalid points instead of failing.
-    :param resume: skip points whose step the server already holds (what makes retries safe).
+    :param resume: skip points the server already holds with the same step and value (what makes
+        retries safe); other points at or below a series' last step fail the task, nothing sent.
     :param neptune_conn_id: Airflow connection of type ``neptune``.
     :param project: Neptune project ``workspace/name``; overrides the connection's.
     """
