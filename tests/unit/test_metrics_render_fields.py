@@ -1,6 +1,6 @@
 """What render_template_fields of NeptuneLogMetricsOperator finds and does with NaN and infinities.
 
-The same path run by Airflow itself is in tests/integration/test_metrics_render.py.
+The same path run by Airflow itself (dag.test()) is in tests/integration/test_metrics_render.py.
 """
 
 from __future__ import annotations
