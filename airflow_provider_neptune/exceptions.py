@@ -59,3 +59,10 @@ class NeptuneDeliveryError(NeptuneProviderError):
         self.missing = dict(missing or {})
         self.errors = list(errors or [])
         super().__init__(message)
+
+
+class NeptuneStepConflictError(NeptuneDeliveryError):
+    """Points at or below a series' last step on the server that it does not hold with the same value.
+
+    Neptune series only grow, so they can never be delivered; retrying does not help.
+    """

@@ -9,7 +9,8 @@ which operations pile up in the disk queue while user code sees no exception. Th
   call raises, recorded by the hook),
 * waits, with a deadline, until the async queue is drained (polling the processor's consumed
   version, never the client's unbounded ``wait()``),
-* and compares the server's last step of each series with the last step sent.
+* and reads back what was sent: either the server's last step of each series, or (metric logging)
+  every point a call sent, compared step by step and value by value (see :class:`Shortfall`).
 
 Anything wrong raises :class:`NeptuneDeliveryError` naming the run, the series and steps lost, the
 operation errors, and where the unsent queue lies on disk (for ``neptune sync``).
@@ -214,6 +215,46 @@ def wait_drained(run: Any, timeout: float) -> DrainResult:
         time.sleep(_POLL_SECONDS)
 
 
+@dataclass
+class Shortfall:
+    """The points of one series the server does not hold with the value sent."""
+
+    server_last_step: float | None
+    sent_last_step: float
+    count: int
+    first: list[tuple[float, float, float | None]]
+    """Up to :data:`SHOWN_POINTS` of them: (step, value sent, value the server holds or None)."""
+
+    def describe(self) -> str:
+        """``3 point(s) not on the server with the value sent (first: step 0 (server has none), ...)``."""
+        shown = ", ".join(
+            f"step {step:g} (server has {'none' if held is None else f'{held!r} instead of {sent!r}'})"
+            for step, sent, held in self.first
+        )
+        more = f", ... {self.count - len(self.first)} more" if self.count > len(self.first) else ""
+        return f"{self.count} point(s) not on the server with the value sent (first: {shown}{more})"
+
+
+SHOWN_POINTS = 5
+
+
+def shortfall(
+    sent: list[tuple[float, float]], held: Mapping[float, float], server_last_step: float | None
+) -> Shortfall | None:
+    """Compare points sent with the server's (step -> value); None when every step holds the value sent.
+
+    Values compare exactly: a float64 sent as JSON comes back as the same float64.
+    """
+    bad = [(step, value, held.get(step)) for step, value in sent if held.get(step) != value]
+    if not bad:
+        return None
+    return Shortfall(server_last_step, sent[-1][0], len(bad), bad[:SHOWN_POINTS])
+
+
+ReadBack = Callable[[], tuple[dict[str, float | None], dict[str, Shortfall]]]
+"""Reads back what a call sent: (server last step per series, shortfall per series that lacks points)."""
+
+
 def verify_delivery(
     run: Any,
     *,
@@ -222,8 +263,13 @@ def verify_delivery(
     expected_last_steps: Mapping[str, float] | None,
     read_last_steps: Callable[[list[str]], dict[str, float | None]],
     extra_errors: list[str] | None = None,
+    read_back: ReadBack | None = None,
 ) -> dict[str, float | None]:
-    """Drain, check errors and the server's last steps; raise NeptuneDeliveryError on any loss."""
+    """Drain, check errors and the server's copy; raise NeptuneDeliveryError on any loss.
+
+    With ``read_back`` the points sent are compared one by one; otherwise only each series' last step
+    is compared with ``expected_last_steps``.
+    """
     result = wait_drained(run, timeout)
     tracker = tracker_of(run)
     errors = [*(extra_errors or []), *tracker.take_errors()]
@@ -241,21 +287,35 @@ def verify_delivery(
     missing: dict[str, tuple[float | None, float | None]] = {}
     if expected_last_steps:
         # Read back unless the server is unreachable (queue stuck while the thread is alive).
+        read = False
+        shortfalls: dict[str, Shortfall] = {}
         if result.drained or not result.thread_alive:
             try:
-                server_steps = read_last_steps(list(expected_last_steps))
+                if read_back is not None:
+                    server_steps, shortfalls = read_back()
+                else:
+                    server_steps = read_last_steps(list(expected_last_steps))
+                read = True
             except Exception as exc:
                 problems.append(f"could not read the series back ({type(exc).__name__}: {exc})")
-        for series, expected in expected_last_steps.items():
+        described: list[str] = []
+        for series, expected in sorted(expected_last_steps.items()):
             got = server_steps.get(series)
-            if got is None or got + _STEP_TOLERANCE < float(expected):
+            lacking = shortfalls.get(series)
+            if lacking is not None:
                 missing[series] = (got, float(expected))
-        if missing:
-            described = ", ".join(
-                f"{series} (server last step {got if got is not None else 'none'}, sent up to {want:g})"
-                for series, (got, want) in sorted(missing.items())
-            )
-            problems.append(f"not on the server: {described}")
+                described.append(
+                    f"{series}: {lacking.describe()}; server last step "
+                    f"{got if got is not None else 'none'}, sent up to {float(expected):g}"
+                )
+            elif (read_back is None or not read) and (got is None or got + _STEP_TOLERANCE < float(expected)):
+                missing[series] = (got, float(expected))
+                described.append(
+                    f"{series} (server last step {got if got is not None else 'none'}, "
+                    f"sent up to {float(expected):g})"
+                )
+        if described:
+            problems.append("not on the server: " + "; ".join(described))
 
     if problems:
         left_at = queue_path(run) if result.pending else None

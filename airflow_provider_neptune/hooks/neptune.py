@@ -29,6 +29,7 @@ from airflow_provider_neptune.exceptions import (
     NeptuneProviderError,
     NeptuneRunNotFoundError,
     NeptuneSettingsError,
+    NeptuneStepConflictError,
 )
 from airflow_provider_neptune.hooks import delivery, transport
 from airflow_provider_neptune.hooks.limiter import get_budget
@@ -58,6 +59,12 @@ RUN_DEFAULTS: dict[str, Any] = {
     "git_ref": False,
 }
 COUNTER_KEYS = ("requests", "throttled", "retries", "points", "bytes")
+#: Points per series read request (what the neptune client itself asks for).
+READ_PAGE = 1000
+#: Largest accepted |step|: every integer up to 2**53 is exact in float64, the server's step type.
+MAX_ABS_STEP = float(2**53)
+#: Accepted timestamps, unix seconds: 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z (what datetime holds).
+TIMESTAMP_RANGE = (0.0, 253402300799.0)
 _SERVER_MODES = ("async", "sync", "read-only")
 
 
@@ -69,7 +76,20 @@ def _check_custom_run_id(custom_run_id: str | None) -> None:
         )
 
 
+def bound_problem(what: str, number: float) -> str | None:
+    """Why a finite step or timestamp is out of the accepted range, or None when it is fine."""
+    if what == "step" and abs(number) > MAX_ABS_STEP:
+        return f"|step| must be at most 2**53 ({MAX_ABS_STEP:.0f}) so that it is exact in float64"
+    if what == "timestamp" and not TIMESTAMP_RANGE[0] <= number <= TIMESTAMP_RANGE[1]:
+        return (
+            f"timestamps are unix seconds from {TIMESTAMP_RANGE[0]:.0f} (1970-01-01) to "
+            f"{TIMESTAMP_RANGE[1]:.0f} (9999-12-31T23:59:59Z)"
+        )
+    return None
+
+
 def _as_float_list(name: str, what: str, values: Iterable[Any]) -> list[float]:
+    """Finite floats, steps and timestamps within their bounds; ValueError naming series, index, value."""
     out: list[float] = []
     for index, value in enumerate(values):
         if isinstance(value, bool):
@@ -78,10 +98,15 @@ def _as_float_list(name: str, what: str, values: Iterable[Any]) -> list[float]:
             )
         try:
             number = float(value)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ValueError(f"series {name!r}: {what} at index {index} is not a number: {value!r}") from exc
         if not math.isfinite(number):
             raise ValueError(f"series {name!r}: {what} at index {index} is not finite: {value!r}")
+        problem = bound_problem(what, number)
+        if problem is not None:
+            raise ValueError(
+                f"series {name!r}: {what} at index {index} is out of range: {value!r}; {problem}"
+            )
         out.append(number)
     return out
 
@@ -108,6 +133,101 @@ def _emit_stats(counts: Mapping[str, int]) -> None:
                 Stats.incr(f"neptune.{key}", value)
             except Exception:  # metrics must never fail a task
                 logging.getLogger(__name__).debug("Stats.incr failed", exc_info=True)
+
+
+class _SeriesReader:
+    """Points of one float series read through a run handle, ``READ_PAGE`` per request, pages cached.
+
+    Series points are stored in step order, so a step range is found by a binary search over pages.
+    ``requests`` counts the reads made, ``total`` is the series' point count at the last read.
+    """
+
+    def __init__(self, run: Any, path: str) -> None:
+        self.run = run
+        self.path = path
+        self.total: int | None = None
+        self.requests = 0
+        self._pages: dict[int, list[tuple[float, float]]] = {}
+
+    def read(self, offset: int, limit: int = READ_PAGE) -> list[tuple[float, float]]:
+        """(step, value) points ``offset..offset+limit-1``; none when the series does not exist."""
+        from neptune.exceptions import FetchAttributeNotFoundException
+        from neptune.internal.container_type import ContainerType
+        from neptune.internal.utils.paths import parse_path
+
+        self.requests += 1
+        try:
+            page = self.run._backend.get_float_series_values(
+                self.run._id, ContainerType.RUN, parse_path(self.path), offset, limit
+            )
+        except FetchAttributeNotFoundException:
+            self.total = 0
+            return []
+        self.total = int(page.totalItemCount)
+        return [(float(p.step), float(p.value)) for p in page.values]
+
+    def count(self) -> int:
+        """How many points the series holds (one small read)."""
+        self.read(0, 1)
+        return self.total or 0
+
+    def _page(self, number: int) -> list[tuple[float, float]]:
+        if number not in self._pages:
+            self._pages[number] = self.read(number * READ_PAGE)
+        return self._pages[number]
+
+    def between(self, low: float, high: float) -> list[tuple[float, float]]:
+        """Points with ``low <= step <= high``: the first page, then the last, then a binary search."""
+        if not self._page(0):
+            return []
+        pages = math.ceil((self.total or 0) / READ_PAGE)
+
+        def reaches(number: int) -> bool:  # the page holds a step >= low (an empty page: past the end)
+            page = self._page(number)
+            return not page or page[-1][0] >= low
+
+        first = 0
+        if not reaches(0):
+            tail = self._page(pages - 1) if pages > 1 else []
+            if not tail or tail[-1][0] < low:
+                return []
+            lo, hi = 1, pages - 1
+            if tail[0][0] <= low:
+                lo = hi  # a resume after a kill overlaps the tail: found without a search
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if reaches(mid):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            first = lo
+        found: list[tuple[float, float]] = []
+        for number in range(first, max(pages, first + 1)):
+            page = self._page(number)
+            found.extend(point for point in page if low <= point[0] <= high)
+            if not page or page[-1][0] >= high:
+                break
+        return found
+
+    def last_step(self) -> float | None:
+        """The series' last step, from the pages read so far or one more read."""
+        total = self.total if self.total is not None else self.count()
+        number = (total - 1) // READ_PAGE
+        page = self._pages.get(number) if total else None
+        if page and number * READ_PAGE + len(page) == total:
+            return page[-1][0]
+        tail = self.read(total - 1, 1) if total else []
+        return tail[-1][0] if tail else None
+
+    def after(self, offset: int) -> list[tuple[float, float]]:
+        """Every point from index ``offset`` to the end."""
+        found: list[tuple[float, float]] = []
+        while True:
+            page = self.read(offset)
+            found.extend(page)
+            offset += len(page)
+            if not page or offset >= (self.total or 0):
+                return found
 
 
 class NeptuneHook(BaseHook):
@@ -531,11 +651,15 @@ class NeptuneHook(BaseHook):
         progress: Callable[[int, int], None] | None = None,
         delivery_timeout: float | None = None,
     ) -> dict[str, Any]:
-        """Append float series to a run, skipping points the server already has, and verify delivery.
+        """Append float series to a run, skipping points the server already holds, and verify delivery.
 
-        ``steps`` default to 0..n-1 per series; with ``resume`` points whose step is not above the
-        server's last step are skipped, so a retried task never duplicates a point. Raises ValueError
-        for bad input and NeptuneDeliveryError when anything did not arrive.
+        ``steps`` default to 0..n-1 per series. With ``resume`` a point at or below its series' last
+        step on the server counts as delivered only when the server holds that step with the same
+        value (so a retried task sends nothing twice); any other such point fails the call before
+        anything is sent (NeptuneStepConflictError: Neptune series only grow). After sending, every
+        point is read back and compared by step and value. Raises ValueError for bad input (see
+        :func:`bound_problem` for the step and timestamp bounds) and NeptuneDeliveryError when
+        anything did not arrive.
         """
         plan: dict[str, tuple[list[float], list[float], list[float] | None]] = {}
         for path, raw_values in metrics.items():
@@ -569,27 +693,17 @@ class NeptuneHook(BaseHook):
         server_side = settings.mode in ("async", "sync")
         skipped = 0
         sent = 0
+        reads = 0
         sync_errors: list[str] = []
         expected: dict[str, float] = {}
         with self.get_run(run_id) as run:
+            known: dict[str, float | None] = {}
+            counts: dict[str, int] = {}
             if server_side:
-                # Earlier operations of this handle first, so the server's last steps are current.
+                # Earlier operations of this handle first, so the server's series are current.
                 self.wait_for_delivery(run, timeout=timeout)
                 if resume:
-                    known = self._last_steps_on(run, list(plan))
-                    for path, (values, step_list, ts_list) in list(plan.items()):
-                        last = known.get(path)
-                        if last is None:
-                            continue
-                        keep = [i for i, step in enumerate(step_list) if step > last]
-                        skipped += len(step_list) - len(keep)
-                        plan[path] = (
-                            [values[i] for i in keep],
-                            [step_list[i] for i in keep],
-                            [ts_list[i] for i in keep] if ts_list is not None else None,
-                        )
-                        if not keep:
-                            expected[path] = last
+                    known, counts, skipped, reads = self._resume_plan(run, run_id, plan)
             to_send = sum(len(v) for v, _, _ in plan.values())
             if progress is not None:
                 progress(0, to_send)
@@ -616,17 +730,23 @@ class NeptuneHook(BaseHook):
                 self.policy.counters.add(points=sent)
             last_steps: dict[str, float | None] = dict(expected)
             if server_side:
-                for path in plan:
-                    if path not in expected and sync_errors:
-                        expected[path] = plan[path][1][-1] if plan[path][1] else 0.0
-                last_steps = self._verify(
+                planned = {path: step_list[-1] for path, (_, step_list, _) in plan.items() if step_list}
+                read_back_requests: list[int] = []
+
+                def read_back() -> tuple[dict[str, float | None], dict[str, delivery.Shortfall]]:
+                    return self._read_back(run, plan, counts, known, read_back_requests)
+
+                server = self._verify(
                     run,
                     run_id=run_id,
                     timeout=timeout,
-                    expected_last_steps=expected,
+                    expected_last_steps=planned,
                     read_last_steps=lambda paths: self._last_steps_on(run, paths),
                     extra_errors=sync_errors,
+                    read_back=read_back,
                 )
+                reads += sum(read_back_requests)
+                last_steps = {path: server.get(path, known.get(path)) for path in plan}
             elif sync_errors:
                 raise NeptuneDeliveryError(
                     f"Neptune rejected data for run {run_id}: " + "; ".join(sync_errors), run_id=run_id
@@ -639,9 +759,104 @@ class NeptuneHook(BaseHook):
             "retries": after["retries"] - before["retries"],
             "throttled": after["throttled"] - before["throttled"],
             "last_steps": last_steps,
+            "read_requests": reads,
         }
         self._report(f"log_metrics run {run_id}", {k: after[k] - before[k] for k in COUNTER_KEYS})
         return summary
+
+    def _resume_plan(
+        self,
+        run: Any,
+        run_id: str,
+        plan: dict[str, tuple[list[float], list[float], list[float] | None]],
+    ) -> tuple[dict[str, float | None], dict[str, int], int, int]:
+        """Before sending: each series' last step and point count on the server.
+
+        The points at or below a series' last step are dropped from ``plan`` when the server holds each
+        of them (same step, same value); otherwise NeptuneStepConflictError names the series and the
+        first such steps, and nothing is sent. Costs one request for all series, plus
+        per existing series one small read, or (when the points overlap) one per READ_PAGE points of
+        the overlap and a few to find it. Returns (last steps, counts, points skipped, requests).
+        """
+        known = self._last_steps_on(run, list(plan))
+        requests = 1
+        counts: dict[str, int] = {}
+        skipped = 0
+        conflicts: dict[str, tuple[float, delivery.Shortfall]] = {}
+        for path, (values, step_list, ts_list) in list(plan.items()):
+            last = known.get(path)
+            if last is None:
+                counts[path] = 0
+                continue
+            reader = _SeriesReader(run, path)
+            with self._translate_errors(f"Reading {path!r} of run {run_id}"):
+                overlap = sum(1 for step in step_list if step <= last)  # a prefix: steps increase
+                if overlap:
+                    held = dict(reader.between(step_list[0], step_list[overlap - 1]))
+                    sent_before = list(zip(step_list[:overlap], values[:overlap], strict=True))
+                    lacking = delivery.shortfall(sent_before, held, last)
+                    if lacking is not None:
+                        conflicts[path] = (last, lacking)
+                    skipped += overlap
+                    plan[path] = (
+                        values[overlap:],
+                        step_list[overlap:],
+                        ts_list[overlap:] if ts_list is not None else None,
+                    )
+                    counts[path] = reader.total or 0
+                else:
+                    counts[path] = reader.count()
+            requests += reader.requests
+        if conflicts:
+            described = "; ".join(
+                f"series {path!r} holds points up to step {last:g}: {lacking.describe()}"
+                for path, (last, lacking) in sorted(conflicts.items())
+            )
+            raise NeptuneStepConflictError(
+                f"Neptune run {run_id}: nothing was sent; points at or below a series' last step count as "
+                f"delivered only when the server holds the same step with the same value, and Neptune "
+                f"series only grow, so these can never be delivered: {described}. Log them with steps "
+                "above the last step, or to another series or run",
+                run_id=run_id,
+                missing={path: (last, lacking.sent_last_step) for path, (last, lacking) in conflicts.items()},
+            )
+        return known, counts, skipped, requests
+
+    def _read_back(
+        self,
+        run: Any,
+        plan: Mapping[str, tuple[list[float], list[float], list[float] | None]],
+        counts: Mapping[str, int],
+        known: Mapping[str, float | None],
+        requests: list[int],
+    ) -> tuple[dict[str, float | None], dict[str, delivery.Shortfall]]:
+        """Compare every point meant to be sent with the server's points added since :meth:`_resume_plan`.
+
+        One request per READ_PAGE points added to a series (at least one per series sent to); without
+        counts from before sending (``resume=False``) the steps sent are found by a binary search.
+        Returns the server's last step per series and what each series lacks.
+        """
+        last_steps: dict[str, float | None] = {}
+        shortfalls: dict[str, delivery.Shortfall] = {}
+        for path, (values, step_list, _) in plan.items():
+            if not step_list:
+                last_steps[path] = known.get(path)
+                continue
+            reader = _SeriesReader(run, path)
+            with self._translate_errors(f"Reading {path!r} back"):
+                if path in counts:
+                    added = reader.after(counts[path])
+                    last_steps[path] = added[-1][0] if added else known.get(path)
+                else:  # no count from before sending (resume=False): find the steps sent
+                    added = reader.between(step_list[0], step_list[-1])
+                    last_steps[path] = reader.last_step()
+            requests.append(reader.requests)
+            lacking = delivery.shortfall(
+                list(zip(step_list, values, strict=True)), dict(added), last_steps[path]
+            )
+            if lacking is not None:
+                shortfalls[path] = lacking
+        return last_steps, shortfalls
 
     def _verify(self, run: Any, **kwargs: Any) -> dict[str, float | None]:
         """verify_delivery, dropping a handle whose async thread died so it is never reused."""

@@ -1,22 +1,26 @@
 """NeptuneLogMetricsOperator: validate many metric series, then log them through the hook.
 
-Validation runs before anything is sent; the hook batches, resumes after the last step the server
-holds (a retried task adds no duplicate and leaves no gap) and verifies delivery.
+Validation runs before anything is sent (NaN and infinities right after rendering); the hook batches,
+resumes by skipping the points the server holds with the same step and value (a retried task adds no
+duplicate and leaves no gap) and reads back every point it sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_neptune.exceptions import NeptuneSettingsError, NeptuneStepConflictError
 from airflow_provider_neptune.links import NeptuneRunLink, record_run_link
 
 if TYPE_CHECKING:
     import logging
 
+    import jinja2
     from airflow.sdk import Context
 
     from airflow_provider_neptune.hooks.neptune import NeptuneHook
@@ -43,13 +47,57 @@ def progress_logger(log: logging.Logger | Any, total: int, label: str) -> Callab
     return report
 
 
+def _non_finite(value: Any, where: str) -> Iterator[tuple[str, float]]:
+    """(location, number) of every NaN or infinity inside lists and mappings of ``value``."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            yield where, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _non_finite(item, f"{where}[{key!r}]")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, f"{where} index {index}")
+
+
+def _as_text(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by its text ("nan", "inf"), which JSON can hold."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return {key: _as_text(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_text(item) for item in value]
+    return value
+
+
+def rendered_problems(metrics: Any, steps: Any, timestamps: Any) -> list[str]:
+    """Every NaN or infinity in rendered metrics, steps and timestamps, named by series and index."""
+    found: list[tuple[str, float]] = []
+    if isinstance(metrics, Mapping):
+        for path, entry in metrics.items():
+            if isinstance(entry, Mapping):
+                for key, column in entry.items():
+                    found.extend(_non_finite(column, f"series {path!r} {key}"))
+            else:
+                found.extend(_non_finite(entry, f"series {path!r}"))
+    for name, field in (("steps", steps), ("timestamps", timestamps)):
+        if isinstance(field, Mapping):
+            for path, column in field.items():
+                found.extend(_non_finite(column, f"series {path!r} {name}"))
+        else:
+            found.extend(_non_finite(field, name))
+    return [f"{where}: {number!r} is not finite" for where, number in found]
+
+
 class NeptuneLogMetricsOperator(BaseOperator):
     """Log many metric series to a run at once, from a mapping, XCom, or a JSON / CSV / Parquet file.
 
     NaN, Inf, non-numeric values and steps that do not strictly increase fail the task before anything
     is sent, with a message naming the series, the index and the value; with ``skip_invalid=True``
     they are skipped and counted. Returns the hook's summary (``points_sent``, ``points_skipped``,
-    ``requests``, ``retries``, ``throttled``, ``last_steps``) plus ``points_invalid`` and ``series``.
+    ``requests``, ``retries``, ``throttled``, ``last_steps``, ``read_requests``) plus ``points_invalid``
+    and ``series``.
 
     :param run_id: the run's ``sys/id`` (templated), e.g. ``"{{ ti.xcom_pull('create_run') }}"``.
     :param metrics: ``{"train/loss": [0.9, 0.7], ...}`` or ``{"train/loss": {"values": [...],
@@ -60,7 +108,8 @@ class NeptuneLogMetricsOperator(BaseOperator):
         at index i gets step i, so give steps when appending to a series that already has points.
     :param timestamps: unix seconds or ISO-8601 strings, shared or ``{path: timestamps}`` (templated).
     :param skip_invalid: skip and count invalid points instead of failing.
-    :param resume: skip points whose step the server already holds (what makes retries safe).
+    :param resume: skip points the server already holds with the same step and value (what makes
+        retries safe); other points at or below a series' last step fail the task, nothing sent.
     :param neptune_conn_id: Airflow connection of type ``neptune``.
     :param project: Neptune project ``workspace/name``; overrides the connection's.
     """
@@ -97,6 +146,29 @@ class NeptuneLogMetricsOperator(BaseOperator):
         self.resume = resume
         self.neptune_conn_id = neptune_conn_id
         self.project = project
+
+    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        """Render, then check for NaN and infinities before Airflow stores the rendered fields.
+
+        Airflow's upload of rendered fields would fail on them ("Out of range float values are not JSON
+        compliant") without naming a series. They fail the task here naming series and index; with
+        ``skip_invalid`` they become text ("nan"), skipped and counted like any invalid point.
+        """
+        super().render_template_fields(context, jinja_env)
+        problems = rendered_problems(self.metrics, self.steps, self.timestamps)
+        if not problems:
+            return
+        if self.skip_invalid:
+            self.metrics = _as_text(self.metrics)
+            self.steps = _as_text(self.steps)
+            self.timestamps = _as_text(self.timestamps)
+            return
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise AirflowFailException(
+            f"{len(problems)} invalid metric point(s) in the rendered input; nothing was sent "
+            f"(set skip_invalid=True to skip them):\n  {shown}{more}"
+        )
 
     def make_hook(self) -> NeptuneHook:
         """Return a hook on the operator's connection and project."""
@@ -146,9 +218,16 @@ class NeptuneLogMetricsOperator(BaseOperator):
         hook = self.make_hook()
         try:
             record_run_link(self, context, hook.run_url(run_id))
-            summary = dict(
-                hook.log_metrics(run_id, metrics, steps, timestamps, resume=self.resume, progress=progress)
-            )
+            try:
+                summary = dict(
+                    hook.log_metrics(
+                        run_id, metrics, steps, timestamps, resume=self.resume, progress=progress
+                    )
+                )
+            except NeptuneSettingsError:
+                raise
+            except (ValueError, NeptuneStepConflictError) as exc:  # a retry would fail the same way
+                raise AirflowFailException(str(exc)) from exc
         finally:
             hook.close()
         summary["points_invalid"] = batch.invalid

@@ -1,0 +1,57 @@
+"""The page search of the hook's series reader, against an in-memory series (the server is not the point)."""
+
+from __future__ import annotations
+
+import math
+import random
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from airflow_provider_neptune.hooks.neptune import READ_PAGE, _SeriesReader
+
+
+class _Backend:
+    """get_float_series_values over a list of (step, value), as the server pages them (by index)."""
+
+    def __init__(self, points: list[tuple[float, float]]) -> None:
+        self.points = points
+
+    def get_float_series_values(self, _id: str, _type: Any, _path: Any, offset: int, limit: int) -> Any:
+        page = self.points[offset : offset + limit]
+        return SimpleNamespace(
+            totalItemCount=len(self.points),
+            values=[SimpleNamespace(step=s, value=v, timestampMillis=0) for s, v in page],
+        )
+
+
+def _reader(points: list[tuple[float, float]]) -> _SeriesReader:
+    return _SeriesReader(SimpleNamespace(_backend=_Backend(points), _id="run"), "m")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_between_returns_exactly_the_points_in_the_step_range_with_few_reads(seed: int) -> None:
+    rng = random.Random(seed)
+    size = rng.choice([0, 1, 999, 1000, 1001, 2500, 7321])
+    steps = sorted(rng.sample(range(size * 3 + 1), size))
+    points = [(float(s), rng.random()) for s in steps]
+    low = float(rng.randint(-5, size * 3 + 5))
+    high = low + rng.choice([0, 1, 10, 1500, 10**6])
+    reader = _reader(points)
+    assert reader.between(low, high) == [p for p in points if low <= p[0] <= high]
+    pages = max(1, math.ceil(size / READ_PAGE))
+    inside = sum(1 for p in points if low <= p[0] <= high)
+    # first and last page, a binary search over the rest, then the pages holding the range
+    assert reader.requests <= 2 + math.ceil(math.log2(pages + 1)) + math.ceil(inside / READ_PAGE) + 1
+
+
+def test_after_count_and_last_step() -> None:
+    points = [(float(s), float(s) / 2) for s in range(2345)]
+    reader = _reader(points)
+    assert reader.after(1000) == points[1000:]
+    assert reader.requests == 2
+    assert reader.count() == 2345
+    assert reader.last_step() == 2344.0
+    assert _reader([]).last_step() is None
+    assert _reader([]).after(0) == []
