@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -236,3 +238,27 @@ def test_run_page_refreshes_its_charts_while_the_run_logs(
         assert int(browser.eval("document.body.dataset.refreshes")) >= 1
     finally:
         run.stop()
+
+
+def test_demo_page_urls_open_the_pages_of_its_runs(
+    neptune_emulator_env: NeptuneEmulator, project: str
+) -> None:
+    from tests.e2e.demo import page_urls
+    from tests.e2e.scenario import RunSnapshot
+
+    ids = _log_runs(project, "sync")
+    snapshots = [RunSnapshot(sys_id=i, name=f"n{i}", fields={}, series={}, checkpoints={}) for i in ids]
+    urls = page_urls(neptune_emulator_env.url, project, snapshots)
+    assert len(urls) == len(ids) + 2
+    for label, url in urls.items():
+        with urllib.request.urlopen(url, timeout=30) as response:
+            html = response.read().decode()
+        assert response.status == 200, label
+        if label.startswith("Run "):
+            assert f"<span class='run-id'>{label.split()[1]}</span>" in html
+        elif label == "Runs table":
+            assert sorted(re.findall(r"<tr class='run' data-run='([^']+)'>", html)) == sorted(ids)
+            assert "data-path='val/accuracy'" in html
+        else:
+            assert len(re.findall(r"class='legend-label'>", html)) == len(ids)
+            assert "<code class='metric'>val/accuracy</code>" in html
