@@ -173,6 +173,10 @@ def test_runs_table_filter_run_page_and_charts(
     assert browser.eval(f'getComputedStyle(document.querySelector("{chart} svg.log")).display') != "none"
     assert _texts(browser, f"{chart} svg.log text.ylabel") == ["value (log)"]
     assert all(float(t) > 0 for t in _texts(browser, f"{chart} svg.log text.ytick"))
+    # Everything the pages loaded came from the emulator itself.
+    assert browser.requested
+    assert [u for u in browser.requested if not u.startswith(f"{base}/")] == []
+    assert f"{base}/_web/static/web.js" in browser.requested
     shot = browser.screenshot(tmp_path / f"run-page-{mode}.png")
     with Image.open(shot) as image:
         assert image.width >= 1000

@@ -66,6 +66,7 @@ class Chromium:
         self._ws: Any = None
         self._ids = itertools.count(1)
         self.events: list[dict[str, Any]] = []
+        self.requested: list[str] = []  # every URL the page asked for, in order
 
     def __enter__(self) -> Chromium:
         self.start()
@@ -112,6 +113,7 @@ class Chromium:
         )
         self.send("Page.enable")
         self.send("Runtime.enable")
+        self.send("Network.enable")
         self.send(
             "Emulation.setDeviceMetricsOverride",
             {"width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False},
@@ -150,7 +152,12 @@ class Chromium:
                 result: dict[str, Any] = message.get("result", {})
                 return result
             if "method" in message:
-                self.events.append(message)
+                self._record(message)
+
+    def _record(self, event: dict[str, Any]) -> None:
+        if event["method"] == "Network.requestWillBeSent":
+            self.requested.append(str(event["params"]["request"]["url"]))
+        self.events.append(event)
 
     def wait_event(self, method: str, timeout: float | None = None) -> dict[str, Any]:
         """Wait for the next DevTools event named `method` (earlier ones are consumed)."""
@@ -170,7 +177,7 @@ class Chromium:
             finally:
                 self._ws.settimeout(self.timeout)
             if "method" in message:
-                self.events.append(message)
+                self._record(message)
 
     # ----- page actions -------------------------------------------------------------------------
     def goto(self, url: str) -> None:
