@@ -19,7 +19,10 @@ Run it with `python -m airflow_provider_neptune.emulator` (see --help), from Pyt
   fails that share with 500, 503 or a dropped connection (seeded by --seed) before any processing.
 - Control (never throttled or faulted): GET /_emulator/stats, GET|POST /_emulator/faults,
   POST /_emulator/reset_stats, GET|POST /_emulator/projects, GET /_emulator/health.
-- Run pages: GET /<workspace>/<project>/e/<SYS-ID> (what run.get_url() returns).
+- Web view (read-only, GET only; see README "The web view"): / (projects), /<workspace>/<project>
+  (runs table: q=NQL, tag, state, cols, sort, dir, page, size), /<workspace>/<project>/e/<SYS-ID>
+  (the run page run.get_url() returns: charts, fields, checkpoints, files), /<workspace>/<project>/
+  compare?run=ID&run=ID&metric=PATH, /_web/static/* (the page script) and /_web/download/<run uuid>.
 """
 
 from airflow_provider_neptune.emulator.process import EmulatorStartError, NeptuneEmulator
