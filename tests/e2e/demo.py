@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -160,6 +161,20 @@ def page_lines(base_url: str, project: str, snapshots: Sequence[RunSnapshot]) ->
     return lines
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def stop_on_signals() -> None:
+    """Let SIGINT and SIGTERM end --keep-running with the normal clean-up.
+
+    A shell starts background jobs with SIGINT ignored, and SIGTERM would otherwise end Python without
+    stopping Airflow and the emulator; both now raise KeyboardInterrupt, which stops every process.
+    """
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; return the process exit status."""
     args = build_parser().parse_args(argv)
@@ -199,9 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.keep_running:
                 print(
                     f"\nAirflow ({scenario.stack.api_url}) and the emulator ({scenario.emulator.url}) keep "
-                    "running; open the run pages above. Ctrl-C stops them.",
+                    "running; open the run pages above. Ctrl-C (or SIGTERM) stops them.",
                     flush=True,
                 )
+                stop_on_signals()
                 try:
                     while True:
                         scenario.stack.check_alive()
