@@ -214,10 +214,12 @@ class Chromium:
         """Move the mouse to page coordinates (x, y), firing mousemove events."""
         self.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y})
 
-    def screenshot(self, path: Path) -> Path:
-        """Save a PNG of the whole page at `path`."""
+    def screenshot(self, path: Path, full_page: bool = True) -> Path:
+        """Save a PNG of the whole page (or, with full_page=False, of the window) at `path`."""
         metrics = self.send("Page.getLayoutMetrics")
         size = metrics.get("cssContentSize") or metrics.get("contentSize") or {}
+        if not full_page:
+            size = {"width": self.width, "height": self.height}
         clip = {
             "x": 0,
             "y": 0,

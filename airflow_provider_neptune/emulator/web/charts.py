@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-WIDTH = 640
-HEIGHT = 260
+WIDTH = 560
+HEIGHT = 240
 LEFT, RIGHT, TOP, BOTTOM = 70, 16, 12, 42
 PALETTE = ("#2a6fdb", "#d9480f", "#2b8a3e", "#862e9c", "#c92a2a", "#0b7285", "#5f3dc4", "#e67700")
 
