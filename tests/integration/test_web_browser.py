@@ -47,7 +47,8 @@ def project(neptune_emulator_env: NeptuneEmulator) -> str:
     return neptune_emulator_env.add_project(f"web/t{uuid.uuid4().hex[:10]}")
 
 
-def _log_runs(project: str, mode: str) -> list[str]:
+def _log_runs(project: str, mode: str, emulator: NeptuneEmulator) -> list[str]:
+    """Three stopped runs with names, tags, Airflow fields and series (the server saw them close)."""
     ids = []
     for i in range(3):
         name = EVIL_NAME if i == 0 else f"lr-{i}"
@@ -61,6 +62,8 @@ def _log_runs(project: str, mode: str) -> list[str]:
             run["log/messages"].extend(["<script>window.bad=1</script>", "done"])
             run[EVIL_PATH] = "<u>value</u>"
             ids.append(run["sys/id"].fetch())
+    # stop() returns once the client closed its websocket; the server notices the close a moment later.
+    emulator.wait_until(lambda stats: stats["websockets_open"] == 0)
     return ids
 
 
@@ -85,7 +88,7 @@ def _hover_middle(browser: Chromium, selector: str) -> str:
 def test_runs_table_filter_run_page_and_charts(
     browser: Chromium, neptune_emulator_env: NeptuneEmulator, project: str, mode: str, tmp_path: Path
 ) -> None:
-    ids = _log_runs(project, mode)
+    ids = _log_runs(project, mode, neptune_emulator_env)
     base = neptune_emulator_env.url
     browser.goto(f"{base}/{project}?cols=val/accuracy,train/loss")
 
@@ -186,7 +189,7 @@ def test_runs_table_filter_run_page_and_charts(
 def test_compare_two_runs_overlays_the_metric_with_a_legend(
     browser: Chromium, neptune_emulator_env: NeptuneEmulator, project: str, tmp_path: Path
 ) -> None:
-    ids = _log_runs(project, "sync")
+    ids = _log_runs(project, "sync", neptune_emulator_env)
     browser.goto(f"{neptune_emulator_env.url}/{project}")
     for short_id in (ids[1], ids[2]):
         browser.eval(f"document.querySelector(\"input[name=run][value='{short_id}']\").click()")
@@ -250,7 +253,7 @@ def test_demo_page_urls_open_the_pages_of_its_runs(
     from tests.e2e.demo import page_urls
     from tests.e2e.scenario import RunSnapshot
 
-    ids = _log_runs(project, "sync")
+    ids = _log_runs(project, "sync", neptune_emulator_env)
     snapshots = [RunSnapshot(sys_id=i, name=f"n{i}", fields={}, series={}, checkpoints={}) for i in ids]
     urls = page_urls(neptune_emulator_env.url, project, snapshots)
     assert len(urls) == len(ids) + 2
