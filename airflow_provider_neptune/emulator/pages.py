@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 STATIC_PREFIX = "/_web/static/"
 DOWNLOAD_PREFIX = "/_web/download/"
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+# Defence in depth behind the escaping: only the emulator's own script, styles and requests.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+}
 LIVE_POLL_MS = 2000
 MAX_COMPARE_RUNS = len(charts.PALETTE)
 
@@ -42,10 +48,11 @@ class PageError(Exception):
 def _doc(title: str, body: str, status: int = 200) -> HTMLResponse:
     html = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{_e(title)}</title><link rel='stylesheet' href='{STATIC_PREFIX}web.css'>"
+        f"<title>{_e(title)}</title><link rel='icon' href='data:,'>"
+        f"<link rel='stylesheet' href='{STATIC_PREFIX}web.css'>"
         f"<script src='{STATIC_PREFIX}web.js' defer></script></head><body>{body}</body></html>"
     )
-    return HTMLResponse(html, status_code=status)
+    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 
 def _run_href(project: ProjectRow, run: RunRow) -> str:
@@ -135,7 +142,7 @@ class WebView:
             if run is None:
                 return None
             if _one(params, "fragment") == "charts":
-                return HTMLResponse(self.live_section(run))
+                return HTMLResponse(self.live_section(run), headers=SECURITY_HEADERS)
             return self.run_page(project, run)
         return None
 

@@ -180,6 +180,7 @@ def test_runs_table_filter_run_page_and_charts(
     assert browser.requested
     assert [u for u in browser.requested if not u.startswith(f"{base}/")] == []
     assert f"{base}/_web/static/web.js" in browser.requested
+    assert browser.errors == []  # no script error, nothing blocked by the pages' security policy
     shot = browser.screenshot(tmp_path / f"run-page-{mode}.png")
     with Image.open(shot) as image:
         assert image.width >= 1000

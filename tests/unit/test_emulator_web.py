@@ -311,8 +311,11 @@ def test_pages_are_read_only_and_static_files_are_served(app: EmulatorApp, clien
     assert client.get("/_web/static/web.css").headers["content-type"].startswith("text/css")
     assert client.get("/_web/static/../app.py").status_code == 404
     assert client.get("/_web/static/nothing.js").status_code == 404
-    index = client.get("/").text
-    assert "<a href='/ws/proj'>ws/proj</a>" in index
+    index = client.get("/")
+    assert "<a href='/ws/proj'>ws/proj</a>" in index.text
+    policy = index.headers["content-security-policy"]
+    assert "script-src 'self';" in policy
+    assert "connect-src 'self';" in policy
 
 
 def test_live_fragment_reports_state_and_new_points(app: EmulatorApp, client: TestClient) -> None:

@@ -67,6 +67,7 @@ class Chromium:
         self._ids = itertools.count(1)
         self.events: list[dict[str, Any]] = []
         self.requested: list[str] = []  # every URL the page asked for, in order
+        self.errors: list[str] = []  # console errors, uncaught exceptions, blocked content
 
     def __enter__(self) -> Chromium:
         self.start()
@@ -114,6 +115,7 @@ class Chromium:
         self.send("Page.enable")
         self.send("Runtime.enable")
         self.send("Network.enable")
+        self.send("Log.enable")
         self.send(
             "Emulation.setDeviceMetricsOverride",
             {"width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False},
@@ -155,8 +157,14 @@ class Chromium:
                 self._record(message)
 
     def _record(self, event: dict[str, Any]) -> None:
-        if event["method"] == "Network.requestWillBeSent":
-            self.requested.append(str(event["params"]["request"]["url"]))
+        method, params = event["method"], event.get("params", {})
+        if method == "Network.requestWillBeSent":
+            self.requested.append(str(params["request"]["url"]))
+        elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
+            self.errors.append(str(params["entry"].get("text")))
+        elif method == "Runtime.exceptionThrown":
+            details = params.get("exceptionDetails", {})
+            self.errors.append(str(details.get("exception", {}).get("description") or details.get("text")))
         self.events.append(event)
 
     def wait_event(self, method: str, timeout: float | None = None) -> dict[str, Any]:
