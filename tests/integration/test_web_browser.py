@@ -72,13 +72,13 @@ def _texts(browser: Chromium, selector: str) -> list[str]:
     return list(browser.eval(f"{found}.map(e => e.textContent)"))
 
 
-def _hover_middle(browser: Chromium, selector: str) -> str:
-    """Move the mouse to the middle of the plot area of a chart's SVG; return its figure's read-out."""
+def _hover_middle(browser: Chromium, selector: str, across: float = 0.5) -> str:
+    """Move the mouse into the plot area of a chart's SVG (`across` its width); return the read-out."""
     svg = f"document.querySelector({json.dumps(selector)})"
     box = browser.eval(
         f"(() => {{ const svg = {svg}; svg.scrollIntoView();"
         "const r = svg.querySelector('rect.plot').getBoundingClientRect();"
-        "return {x: r.left + r.width / 2, y: r.top + r.height / 2}; })()"
+        f"return {{x: r.left + r.width * {across}, y: r.top + r.height / 2}}; }})()"
     )
     browser.mouse_move(box["x"], box["y"])
     return str(browser.wait_for(f"{svg}.closest('figure.chart').querySelector('.readout').textContent"))
@@ -237,6 +237,7 @@ def test_run_page_refreshes_its_charts_while_the_run_logs(
         assert browser.eval("document.getElementById('live').dataset.state") == "running"
         chart = "div.series-chart[data-path='val/loss']"
         assert browser.eval(f'document.querySelector("{chart} .points").textContent') == "3"
+        browser.eval(f'document.querySelector("{chart} .log-toggle").click()')
         run["val/loss"].extend([0.5, 0.25])
         run.sync()
         # No reload: the page's own polling brings the new points in.
@@ -244,6 +245,10 @@ def test_run_page_refreshes_its_charts_while_the_run_logs(
         assert browser.eval(f'document.querySelector("{chart} .last").textContent') == "0.25"
         assert browser.eval("performance.getEntriesByType('navigation').length") == 1
         assert int(browser.eval("document.body.dataset.refreshes")) >= 1
+        # The refreshed chart keeps the log scale chosen before, and its hover read-out works.
+        assert browser.eval(f'document.querySelector("{chart} .log-toggle").checked') is True
+        assert browser.eval(f'getComputedStyle(document.querySelector("{chart} svg.log")).display') != "none"
+        assert _hover_middle(browser, f"{chart} svg.log", across=0.99) == "step 4: 0.25"
     finally:
         run.stop()
 
