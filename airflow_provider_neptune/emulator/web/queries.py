@@ -156,23 +156,23 @@ def sort_value(fields: dict[str, Attr], path: str) -> Any:
 def select(rows: list[tuple[RunRow, dict[str, Attr]]], request: TableQuery) -> TablePage:
     """Filter, sort and page the rows; rows without the sort column go last in either direction."""
     query = request.query()
-    matching = [
-        (run, fields)
-        for run, fields in rows
-        if nql.matches(query, {p: (a.type, plain_value(a)) for p, a in fields.items()})
-    ]
-    present = [r for r in matching if sort_value(r[1], request.sort) is not None]
-    missing = [r for r in matching if sort_value(r[1], request.sort) is None]
-    values = [sort_value(f, request.sort) for _, f in present]
-    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-
-    def key(row: tuple[RunRow, dict[str, Attr]]) -> Any:
-        value = sort_value(row[1], request.sort)
-        return (value if numeric else str(value), row[0].created_ms, row[0].seq)
-
-    present.sort(key=key, reverse=request.descending)
+    if isinstance(query, nql.Everything):
+        matching = rows
+    else:
+        matching = [
+            (run, fields)
+            for run, fields in rows
+            if nql.matches(query, {p: (a.type, plain_value(a)) for p, a in fields.items()})
+        ]
+    keyed = [(sort_value(fields, request.sort), run, fields) for run, fields in matching]
+    present = [k for k in keyed if k[0] is not None]
+    missing = [(run, fields) for value, run, fields in keyed if value is None]
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v, _, _ in present)
+    present.sort(
+        key=lambda k: (k[0] if numeric else str(k[0]), k[1].created_ms, k[1].seq), reverse=request.descending
+    )
     missing.sort(key=lambda r: (r[0].created_ms, r[0].seq), reverse=request.descending)
-    ordered = present + missing
+    ordered = [(run, fields) for _, run, fields in present] + missing
     pages = max(1, math.ceil(len(ordered) / request.size))
     page = min(max(request.page, 1), pages)
     start = (page - 1) * request.size
