@@ -57,7 +57,8 @@
           const s = line.steps[k];
           const v = line.values[k];
           if (shownStep === null) shownStep = s;
-          parts.push((info.lines.length > 1 ? line.label + " " : "") + fmt(v));
+          const at = s === shownStep ? "" : " (step " + fmt(s) + ")"; // runs logged at other steps
+          parts.push((info.lines.length > 1 ? line.label + " " : "") + fmt(v) + at);
           const yv = log ? Math.log10(v) : v;
           const cx = left + ((s - info.x[0]) / (info.x[1] - info.x[0])) * width;
           const cy = top + height - ((yv - ys[0]) / (ys[1] - ys[0])) * height;
