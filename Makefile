@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
-# Tests start a real redis-server and validate docker-compose.yaml with docker-compose; install
-# Debian's packages when missing (never skip the tests that need them).
-SYSTEM_TOOLS := redis-server:redis-server docker-compose:docker-compose
+# Tests start a real redis-server, validate docker-compose.yaml with docker-compose and drive the
+# emulator's pages in headless chromium; install Debian's packages when missing (never skip the tests
+# that need them).
+SYSTEM_TOOLS := redis-server:redis-server docker-compose:docker-compose chromium:chromium
 system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \

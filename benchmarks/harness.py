@@ -42,6 +42,7 @@ TITLES: dict[str, str] = {
     "parse_cost": "4. DAG parse cost",
     "retention": "5. Retention at scale",
     "emulator_capacity": "6. Emulator capacity",
+    "web_view": "7. Web view render time",
 }
 PACKAGES = (
     "airflow-provider-neptune",

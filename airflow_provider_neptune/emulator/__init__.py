@@ -21,7 +21,11 @@ Run it with `python -m airflow_provider_neptune.emulator` (see --help), from Pyt
   POST /_emulator/reset_stats, GET|POST /_emulator/projects, GET /_emulator/health. They need the
   API token (X-Neptune-Api-Token, or Authorization: Bearer) unless the server runs with --open;
   `NeptuneEmulator` sends it.
-- Run pages: GET /<workspace>/<project>/e/<SYS-ID> (what run.get_url() returns); read-only, no token.
+- Web view (read-only, GET only, no token; see README "The web view"): / (projects),
+  /<workspace>/<project> (runs table: q=NQL, tag, state, cols, sort, dir, page, size),
+  /<workspace>/<project>/e/<SYS-ID> (the run page run.get_url() returns: charts, fields,
+  checkpoints, files), /<workspace>/<project>/compare?run=ID&run=ID&metric=PATH, /_web/static/*
+  (the page script) and /_web/download/<run uuid>.
 - Hardened input: malformed or non-finite JSON, invalid Unicode, too deep nesting, wrong types and
   out-of-range integers answer 400 in Neptune's error shape; JSON bodies over --max-body-bytes
   answer 413; uploads stream to disk.

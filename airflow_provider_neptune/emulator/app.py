@@ -21,13 +21,13 @@ from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from airflow_provider_neptune.emulator.api import ApiSettings, Call, NeptuneApi, parse_json
 from airflow_provider_neptune.emulator.auth import TokenIssuer, make_api_token
 from airflow_provider_neptune.emulator.limits import FailNext, Guard
-from airflow_provider_neptune.emulator.pages import index_page, run_page
+from airflow_provider_neptune.emulator.pages import WebView
 from airflow_provider_neptune.emulator.storage import EmulatorError, Storage
 from airflow_provider_neptune.emulator.swagger import ROUTES, SWAGGER_PATHS, RouteSpec, build_spec
 
@@ -123,6 +123,7 @@ class EmulatorApp:
         self.routes: dict[tuple[str, str], RouteSpec] = {(r.method, r.path): r for r in ROUTES}
         self.paths = {r.path for r in ROUTES}
         self.open_sockets = 0
+        self.web = WebView(self.api)
 
     def api_token(self, api_address: str) -> str:
         """The API token clients use; it names `api_address` as the server."""
@@ -194,7 +195,8 @@ class EmulatorApp:
             return
         if not path.startswith("/api/"):
             stats.requests_by_route["page"] += 1
-            await self._page(scope, path, method)(scope, receive, send)
+            page = await run_in_threadpool(self._page, scope, path, method)
+            await page(scope, receive, send)
             return
 
         route = self.routes.get((method, path))
@@ -415,17 +417,9 @@ class EmulatorApp:
     def _page(self, scope: Scope, path: str, method: str) -> Response:
         if method not in ("GET", "HEAD"):
             return error_response(405, f"Method not allowed: {method} {path}")
-        if path in ("/", ""):
-            return HTMLResponse(index_page(self.storage))
-        parts = [p for p in path.split("/") if p]
-        if len(parts) >= 4 and parts[2] in ("e", "m"):
-            # /ws/proj/e/SAN-1[/metadata...], /ws/proj/m/SAN-MOD, /ws/proj/m/SAN-MOD/v/SAN-MOD-1
-            short_id = parts[5] if parts[2] == "m" and len(parts) >= 6 and parts[4] == "v" else parts[3]
-            run = self.storage.find_run(f"{parts[0]}/{parts[1]}/{short_id}")
-            if run is not None:
-                return HTMLResponse(run_page(self.api, run))
-        if len(parts) == 2 and self.storage.find_project("/".join(parts)):
-            return HTMLResponse(index_page(self.storage, "/".join(parts)))
+        response = self.web.respond(path, scope.get("query_string", b"").decode("latin-1"))
+        if response is not None:
+            return response
         log.warning("unhandled request %s %s -> 404", method, path)
         return error_response(404, f"Unknown route: {method} {path}", "UNKNOWN_ROUTE")
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from tests.e2e.scenario import (
     RETENTION_DAG,
@@ -58,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep-running",
         action="store_true",
-        help="after the report, keep Airflow and the emulator up (UI, run pages) until Ctrl-C",
+        help="after the report, keep Airflow and the emulator up until Ctrl-C, to browse the Airflow UI and "
+        "the run pages, runs table and compare view the report lists",
     )
     return parser
 
@@ -129,14 +132,47 @@ def report(
         "Where to look:",
         f"  Airflow home:        {stack.home} (task logs in logs/, component logs in component-logs/)",
         f"  Emulator data:       {scenario.home / 'emulator'}",
-        f"  Browse the runs:     {_python()} -m airflow_provider_neptune.emulator --port 5050 --data-dir "
-        f"{scenario.home / 'emulator'}",
-        "                       then open http://127.0.0.1:5050/ (runs: "
-        + ", ".join(f"/{settings.project}/e/{snap.sys_id}" for snap in snapshots)
-        + ")",
         f"  Training output:     {scenario.training_output}",
+        "",
+        *page_lines(scenario.emulator.url, settings.project, snapshots),
+        "  (served while the demo runs: pass --keep-running to browse them; afterwards "
+        f"`{_python()} -m airflow_provider_neptune.emulator --port 5050 --data-dir "
+        f"{scenario.home / 'emulator'}` serves the same pages at http://127.0.0.1:5050)",
     ]
     return "\n".join(lines), consistent
+
+
+def page_urls(base_url: str, project: str, snapshots: Sequence[RunSnapshot]) -> dict[str, str]:
+    """The emulator's web pages for the demo's runs: runs table, each run page, compare view."""
+    base = f"{base_url.rstrip('/')}/{project}"
+    urls = {"Runs table": f"{base}?cols=val/accuracy,val/loss&sort=val/accuracy"}
+    for snap in snapshots:
+        urls[f"Run {snap.sys_id} ({snap.name})"] = f"{base}/e/{snap.sys_id}"
+    if len(snapshots) > 1:
+        runs = "&".join(f"run={quote(snap.sys_id)}" for snap in snapshots)
+        urls["Compare val/accuracy"] = f"{base}/compare?{runs}&metric=val/accuracy"
+    return urls
+
+
+def page_lines(base_url: str, project: str, snapshots: Sequence[RunSnapshot]) -> list[str]:
+    """Report lines listing the web pages, one per line."""
+    lines = ["Run pages (the emulator's web view):"]
+    lines += [f"  {label + ':':36s} {url}" for label, url in page_urls(base_url, project, snapshots).items()]
+    return lines
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def stop_on_signals() -> None:
+    """Let SIGINT and SIGTERM end --keep-running with the normal clean-up.
+
+    A shell starts background jobs with SIGINT ignored, and SIGTERM would otherwise end Python without
+    stopping Airflow and the emulator; both now raise KeyboardInterrupt, which stops every process.
+    """
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,7 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             text, consistent = report(scenario, stats, snapshots, seconds)
             print("\n" + text, flush=True)
             if args.keep_running:
-                print("\nAirflow and the emulator keep running; Ctrl-C stops them.", flush=True)
+                print(
+                    f"\nAirflow ({scenario.stack.api_url}) and the emulator ({scenario.emulator.url}) keep "
+                    "running; open the run pages above. Ctrl-C (or SIGTERM) stops them.",
+                    flush=True,
+                )
+                stop_on_signals()
                 try:
                     while True:
                         scenario.stack.check_alive()
