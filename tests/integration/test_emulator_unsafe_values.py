@@ -12,6 +12,7 @@ from typing import Any
 
 import neptune
 import pytest
+from neptune.exceptions import MetadataInconsistency
 from test_artifacts_support import close_pooled_runs, context, use_emulator  # noqa: F401 (fixture)
 
 from airflow_provider_neptune.exceptions import NeptuneDeliveryError
@@ -73,15 +74,30 @@ def test_summing_past_the_double_range_fails_the_task_clearly_and_the_run_stays_
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_a_timestamp_beyond_year_9999_fails_the_task_clearly(neptune_hook_factory: Any, mode: str) -> None:
+def test_a_timestamp_beyond_year_9999_is_refused_by_the_hook_and_by_the_emulator(
+    neptune_hook_factory: Any, neptune_emulator: Any, mode: str
+) -> None:
     hook = neptune_hook_factory(mode=mode)
     run_id = hook.create_run(custom_run_id=f"h-{uuid.uuid4().hex[:20]}")
-    with pytest.raises(NeptuneDeliveryError) as info:
+    # The hook refuses it before anything is sent, naming the series.
+    with pytest.raises(ValueError, match=r"eval/t.*out of range"):
         hook.log_metrics(run_id, {"eval/t": [0.5]}, timestamps=[1e20], delivery_timeout=30)
-    message = str(info.value)
-    assert "eval/t" in message
-    assert "timestampMilliseconds" in message
-    assert "out of range" in message
-    assert hook.fetch_series(run_id, "eval/t") == []
+    # A client that bypasses the hook meets the emulator's own per-operation refusal.
+    with neptune.init_run(
+        with_id=run_id,
+        mode=mode,
+        project=neptune_emulator.project,
+        api_token=neptune_emulator.api_token,
+        **QUIET,
+    ) as run:
+        run["eval/u"].append(0.25)
+        if mode == "sync":  # sync mode raises the server's per-operation error at once
+            with pytest.raises(MetadataInconsistency, match=r"eval/t.*out of range"):
+                run["eval/t"].append(0.5, timestamp=1e20)
+        else:  # async mode logs it and keeps the rest of the batch
+            run["eval/t"].append(0.5, timestamp=1e20)
+            run.wait()
+    assert hook.fetch_series(run_id, "eval/t") == [], "a refused operation stores nothing"
+    assert hook.fetch_series(run_id, "eval/u") == [(0.0, 0.25)]
     hook.log_metrics(run_id, {"eval/t": [0.5]})
     assert hook.fetch_series(run_id, "eval/t") == [(0.0, 0.5)]
