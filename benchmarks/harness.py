@@ -42,6 +42,7 @@ TITLES: dict[str, str] = {
     "parse_cost": "4. DAG parse cost",
     "retention": "5. Retention at scale",
     "emulator_capacity": "6. Emulator capacity",
+    "metric_file_memory": "7. Metric file memory",
 }
 PACKAGES = (
     "airflow-provider-neptune",

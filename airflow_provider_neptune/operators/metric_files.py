@@ -288,7 +288,8 @@ class ParquetFile(TableFile):
         wide = self.metric_columns()
         row = 0
         try:
-            for batch in handle.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            # One thread: decoding columns in parallel only multiplies the memory held at once.
+            for batch in handle.iter_batches(batch_size=PARQUET_BATCH_ROWS, use_threads=False):
                 columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
                 for i in range(batch.num_rows):
                     row += 1

@@ -413,6 +413,7 @@ class MetricSource:
     """Validated metric points of one input, delivered in chunks of bounded size."""
 
     description = "metrics"
+    from_file = False
 
     def scan(self) -> MetricScan:
         """Validate the whole input; raises MetricInputError (unless skip_invalid) before any chunk."""
@@ -426,9 +427,10 @@ class MetricSource:
 class BatchSource(MetricSource):
     """An input held in memory whole: a mapping, rendered text, or a JSON file."""
 
-    def __init__(self, batch: MetricBatch, description: str = "metrics") -> None:
+    def __init__(self, batch: MetricBatch, description: str = "metrics", *, from_file: bool = False) -> None:
         self.batch = batch
         self.description = description
+        self.from_file = from_file
 
     def scan(self) -> MetricScan:
         """The batch was validated when it was built."""
@@ -466,10 +468,10 @@ class TableSource(MetricSource):
     def __init__(self, table: Any, steps: Any, timestamps: Any, *, skip_invalid: bool) -> None:
         self.table = table
         self.description = str(table.path)
+        self.from_file = True
         self.steps = steps
         self.timestamps = timestamps
         self.skip_invalid = skip_invalid
-        self._scan: MetricScan | None = None
 
     def _validator(self) -> PointValidator:
         steps = parse_structured(self.steps, "steps") if self.steps is not None else None
@@ -492,13 +494,12 @@ class TableSource(MetricSource):
         validator.finish(self.description)
         if validator.invalid and not self.skip_invalid:
             raise validator.error(f" in {self.description}", self._locate)
-        self._scan = MetricScan(
+        return MetricScan(
             points=sum(validator.valid.values()),
             invalid=validator.invalid,
             problems=render_problems(validator.problems, self._locate),
             series=len(validator.valid),
         )
-        return self._scan
 
     def chunks(self, chunk_points: int) -> Iterator[MetricBatch]:
         """A second pass, validating again (the same rules give the same points) and chunking."""
@@ -569,7 +570,7 @@ def open_metric_source(
         batch = validate_series(series, skip_invalid=skip_invalid, locate=locate, where=f" in {path}")
     finally:
         document.release()
-    return BatchSource(batch, description=str(path))
+    return BatchSource(batch, description=str(path), from_file=True)
 
 
 def load_metrics(

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 PROGRESS_MIN_POINTS = 1000
 """Inputs with at least this many points get progress lines in the task log."""
 
-DEFAULT_CHUNK_POINTS = 50_000
-"""Points handed to the hook per call; bounds the memory a large file takes while it is logged."""
+DEFAULT_CHUNK_POINTS = 10_000
+"""Points of a file handed to the hook per call: bounds the memory a large file takes while it is
+logged (the neptune client holds about 1 KB per point of a request it builds; benchmark 7)."""
 
 _SUMMED = ("points_sent", "points_skipped", "requests", "retries", "throttled")
 
@@ -54,10 +55,10 @@ class NeptuneLogMetricsOperator(BaseOperator):
 
     NaN, Inf, non-numeric values and steps that do not strictly increase fail the task before anything
     is sent, with a message naming the series, the index and the value (and, for a file, the line
-    or row and the column); with ``skip_invalid=True`` they are skipped and counted. The points go to
-    the hook in chunks of ``chunk_points``. Returns the hook's summary summed over the chunks
-    (``points_sent``, ``points_skipped``, ``requests``, ``retries``, ``throttled``, ``last_steps``)
-    plus ``points_invalid``, ``series`` and ``chunks``.
+    or row and the column); with ``skip_invalid=True`` they are skipped and counted. Points from a
+    file go to the hook in chunks of ``chunk_points``. Returns the hook's summary summed over the
+    chunks (``points_sent``, ``points_skipped``, ``requests``, ``retries``, ``throttled``,
+    ``last_steps``) plus ``points_invalid``, ``series`` and ``chunks``.
 
     :param run_id: the run's ``sys/id`` (templated), e.g. ``"{{ ti.xcom_pull('create_run') }}"``.
     :param metrics: ``{"train/loss": [0.9, 0.7], ...}`` or ``{"train/loss": {"values": [...],
@@ -70,8 +71,9 @@ class NeptuneLogMetricsOperator(BaseOperator):
     :param timestamps: unix seconds or ISO-8601 strings, shared or ``{path: timestamps}`` (templated).
     :param skip_invalid: skip and count invalid points instead of failing.
     :param resume: skip points whose step the server already holds (what makes retries safe).
-    :param chunk_points: points per call to the hook (default 50,000): a file is read, validated and
-        sent a chunk at a time; each call resumes and verifies, so a retried task stays idempotent.
+    :param chunk_points: points of a file per call to the hook (default 10,000): a file is read,
+        validated and sent a chunk at a time; each call resumes and verifies, so a retried task stays
+        idempotent. A mapping (already in memory) goes in one call.
     :param neptune_conn_id: Airflow connection of type ``neptune``.
     :param project: Neptune project ``workspace/name``; overrides the connection's.
     """
@@ -150,11 +152,11 @@ class NeptuneLogMetricsOperator(BaseOperator):
         )
         return source, scan
 
-    def _chunks(self, source: MetricSource) -> Iterator[MetricBatch]:
+    def _chunks(self, source: MetricSource, scan: MetricScan) -> Iterator[MetricBatch]:
         """The source's chunks; a file that turns bad while it is read again fails the task."""
         from airflow_provider_neptune.operators.metric_inputs import MetricInputError
 
-        chunks = source.chunks(self.chunk_points)
+        chunks = source.chunks(self.chunk_points if source.from_file else max(1, scan.points))
         while True:
             try:
                 chunk = next(chunks)
@@ -180,7 +182,7 @@ class NeptuneLogMetricsOperator(BaseOperator):
         hook = self.make_hook()
         try:
             record_run_link(self, context, hook.run_url(run_id))
-            for chunk in self._chunks(source):
+            for chunk in self._chunks(source, scan):
                 series = {path: item for path, item in chunk.series.items() if item.values}
                 metrics = {path: item.values for path, item in series.items()}
                 steps = {path: item.steps for path, item in series.items()}

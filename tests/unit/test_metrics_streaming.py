@@ -12,6 +12,7 @@ from run_metrics_fakes import FakeHook, make_context
 
 from airflow_provider_neptune.operators import NeptuneLogMetricsOperator
 from airflow_provider_neptune.operators.metric_inputs import open_metric_source
+from airflow_provider_neptune.operators.metrics import DEFAULT_CHUNK_POINTS
 
 SERIES = ("train/loss", "train/acc", "val/loss")
 
@@ -71,8 +72,16 @@ def test_default_chunk_size_also_splits_a_large_file(tmp_path: Path) -> None:
     _write_long_csv(path, 40_000)
     summary, hook = _execute(metrics_path=str(path))
     sizes, _ = _sent(hook)
-    assert len(sizes) == summary["chunks"] > 1
-    assert max(sizes) <= 50_000
+    assert len(sizes) == summary["chunks"] == 12
+    assert max(sizes) == DEFAULT_CHUNK_POINTS
+
+
+def test_a_mapping_already_in_memory_goes_in_one_call() -> None:
+    metrics = {name: [float(i) for i in range(10_000)] for name in SERIES}
+    summary, hook = _execute(metrics=metrics, chunk_points=1000)
+    sizes, _ = _sent(hook)
+    assert sizes == [30_000]
+    assert summary["chunks"] == 1
 
 
 def test_a_bad_point_at_the_end_of_a_large_file_fails_before_anything_is_sent(tmp_path: Path) -> None:
