@@ -28,7 +28,7 @@ MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_JSON_DEPTH = 64
 """Deepest JSON nesting reported by position when Python's parser gives up (RecursionError)."""
 
-PARQUET_BATCH_ROWS = 16_384
+PARQUET_BATCH_ROWS = 4096
 """Rows per Parquet record batch read at a time."""
 
 INDEX_STEP: Any = object()
@@ -247,7 +247,9 @@ class ParquetFile(TableFile):
             ) from exc
         open_binary(self.path).close()  # the same errors as the other formats for a missing/unreadable path
         try:
-            return pq.ParquetFile(self.path)
+            # pre_buffer (pyarrow's default) would read every row group iter_batches asks for up
+            # front: the whole file in memory.
+            return pq.ParquetFile(self.path, pre_buffer=False)
         except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a bad file
             raise MetricFileError(str(self.path), f"not a readable Parquet file: {exc}") from None
 
