@@ -5,7 +5,10 @@ Forms: a mapping ``{"train/loss": [0.9, 0.7]}`` (or ``{"train/loss": {"values": 
 ``render_template_as_native_obj`` is off), or a JSON / CSV / Parquet file. Tables are "long"
 (columns ``path``, ``value`` and optional ``step``, ``timestamp``) or "wide" (optional ``step`` and
 ``timestamp`` columns plus one column per series; empty cells are absent points).
-Validation happens before anything is sent: every bad point is reported with its series, index and value.
+Validation happens before anything is sent: every bad point is reported with its series, index and
+value, and for a file with its line (Parquet: row) and column. Inputs are MetricSources: a mapping or
+JSON file is validated whole in memory; a CSV or Parquet file (metric_files) is validated in one
+streaming pass and read again chunk by chunk while it is sent, so memory does not grow with its size.
 """
 
 from __future__ import annotations
