@@ -43,6 +43,7 @@ TITLES: dict[str, str] = {
     "retention": "5. Retention at scale",
     "emulator_capacity": "6. Emulator capacity",
     "web_view": "7. Web view render time",
+    "metric_file_memory": "8. Metric file memory",
 }
 PACKAGES = (
     "airflow-provider-neptune",

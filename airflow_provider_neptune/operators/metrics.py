@@ -2,7 +2,8 @@
 
 Validation runs before anything is sent (NaN and infinities right after rendering); the hook batches,
 resumes by skipping the points the server holds with the same step and value (a retried task adds no
-duplicate and leaves no gap) and reads back every point it sent.
+duplicate and leaves no gap) and reads back every point it sent. A CSV or Parquet file is read twice
+as a stream (validate, then send chunk by chunk), so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -24,10 +25,16 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_neptune.hooks.neptune import NeptuneHook
-    from airflow_provider_neptune.operators.metric_inputs import MetricBatch
+    from airflow_provider_neptune.operators.metric_inputs import MetricBatch, MetricScan, MetricSource
 
 PROGRESS_MIN_POINTS = 1000
 """Inputs with at least this many points get progress lines in the task log."""
+
+DEFAULT_CHUNK_POINTS = 10_000
+"""Points of a file handed to the hook per call: bounds the memory a large file takes while it is
+logged (the neptune client holds about 1 KB per point of a request it builds; benchmark 7)."""
+
+_SUMMED = ("points_sent", "points_skipped", "requests", "retries", "throttled", "read_requests")
 
 _PROGRESS_STEPS = 10
 
@@ -94,22 +101,27 @@ class NeptuneLogMetricsOperator(BaseOperator):
     """Log many metric series to a run at once, from a mapping, XCom, or a JSON / CSV / Parquet file.
 
     NaN, Inf, non-numeric values and steps that do not strictly increase fail the task before anything
-    is sent, with a message naming the series, the index and the value; with ``skip_invalid=True``
-    they are skipped and counted. Returns the hook's summary (``points_sent``, ``points_skipped``,
-    ``requests``, ``retries``, ``throttled``, ``last_steps``, ``read_requests``) plus ``points_invalid``
-    and ``series``.
+    is sent, with a message naming the series, the index and the value (and, for a file, the line
+    or row and the column); with ``skip_invalid=True`` they are skipped and counted. Points from a
+    file go to the hook in chunks of ``chunk_points``. Returns the hook's summary summed over the
+    chunks (``points_sent``, ``points_skipped``, ``requests``, ``retries``, ``throttled``,
+    ``read_requests``, ``last_steps``) plus ``points_invalid``, ``series`` and ``chunks``.
 
     :param run_id: the run's ``sys/id`` (templated), e.g. ``"{{ ti.xcom_pull('create_run') }}"``.
     :param metrics: ``{"train/loss": [0.9, 0.7], ...}`` or ``{"train/loss": {"values": [...],
         "steps": [...], "timestamps": [...]}}`` (templated; JSON or Python-literal text such as a
         rendered ``{{ ti.xcom_pull('train') }}`` is parsed back, and an XComArg works directly).
     :param metrics_path: path of a .json, .csv or .parquet file instead of ``metrics`` (templated).
+        CSV and Parquet are streamed; JSON is parsed whole and limited to 64 MiB.
     :param steps: one shared step sequence or ``{path: steps}`` (templated); without steps the point
         at index i gets step i, so give steps when appending to a series that already has points.
     :param timestamps: unix seconds or ISO-8601 strings, shared or ``{path: timestamps}`` (templated).
     :param skip_invalid: skip and count invalid points instead of failing.
     :param resume: skip points the server already holds with the same step and value (what makes
         retries safe); other points at or below a series' last step fail the task, nothing sent.
+    :param chunk_points: points of a file per call to the hook (default 10,000): a file is read,
+        validated and sent a chunk at a time; each call resumes and verifies, so a retried task stays
+        idempotent. A mapping (already in memory) goes in one call.
     :param neptune_conn_id: Airflow connection of type ``neptune``.
     :param project: Neptune project ``workspace/name``; overrides the connection's.
     """
@@ -128,11 +140,14 @@ class NeptuneLogMetricsOperator(BaseOperator):
         timestamps: Any = None,
         skip_invalid: bool = False,
         resume: bool = True,
+        chunk_points: int = DEFAULT_CHUNK_POINTS,
         neptune_conn_id: str = "neptune_default",
         project: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if isinstance(chunk_points, bool) or not isinstance(chunk_points, int) or chunk_points < 1:
+            raise ValueError(f"chunk_points must be a positive integer, got {chunk_points!r}")
         if metrics is None and not metrics_path:
             raise ValueError("NeptuneLogMetricsOperator needs metrics or metrics_path")
         if metrics is not None and metrics_path:
@@ -144,6 +159,7 @@ class NeptuneLogMetricsOperator(BaseOperator):
         self.timestamps = timestamps
         self.skip_invalid = skip_invalid
         self.resume = resume
+        self.chunk_points = chunk_points
         self.neptune_conn_id = neptune_conn_id
         self.project = project
 
@@ -176,71 +192,119 @@ class NeptuneLogMetricsOperator(BaseOperator):
 
         return NeptuneHook(self.neptune_conn_id, project=self.project)
 
-    def load(self) -> MetricBatch:
-        """Load and validate the (rendered) input; an invalid input fails the task without retries."""
+    def load(self) -> tuple[MetricSource, MetricScan]:
+        """Open and validate the (rendered) input; an invalid input fails the task without retries.
+
+        A mapping or JSON file is validated whole; a CSV or Parquet file is read once through here
+        (nothing kept but per-series state) and read again, chunk by chunk, while it is sent.
+        """
         # Imported here, on the worker: parsing a DAG file that builds this operator does not need it.
-        from airflow_provider_neptune.operators.metric_inputs import MetricInputError, load_metrics
+        from airflow_provider_neptune.operators.metric_inputs import MetricInputError, open_metric_source
 
         try:
-            batch = load_metrics(
+            source = open_metric_source(
                 self.metrics,
                 self.metrics_path or None,
                 self.steps,
                 self.timestamps,
                 skip_invalid=self.skip_invalid,
             )
+            scan = source.scan()
         except MetricInputError as exc:
             raise AirflowFailException(str(exc)) from None
-        for problem in batch.problems[:20]:
+        for problem in scan.problems[:20]:
             self.log.warning("Skipped invalid point: %s", problem)
-        if batch.invalid:
-            self.log.warning("Skipped %d invalid point(s) in total", batch.invalid)
-        if batch.points == 0:
-            raise AirflowFailException("No valid metric point to log")
-        self.log.info("Validated %d point(s) in %d series", batch.points, len(batch.series))
-        return batch
+        if scan.invalid:
+            self.log.warning("Skipped %d invalid point(s) in total", scan.invalid)
+        if scan.points == 0:
+            raise AirflowFailException(f"No valid metric point to log in {source.description}")
+        self.log.info(
+            "Validated %d point(s) in %d series of %s", scan.points, scan.series, source.description
+        )
+        return source, scan
+
+    def _chunks(self, source: MetricSource, scan: MetricScan) -> Iterator[MetricBatch]:
+        """The source's chunks; a file that turns bad while it is read again fails the task."""
+        from airflow_provider_neptune.operators.metric_inputs import MetricInputError
+
+        chunks = source.chunks(self.chunk_points if source.from_file else max(1, scan.points))
+        while True:
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            except MetricInputError as exc:
+                raise AirflowFailException(str(exc)) from None
+            yield chunk
 
     def execute(self, context: Context) -> dict[str, Any]:
-        """Validate the input, log it through the hook, and return the delivery summary."""
-        batch = self.load()
+        """Validate the input, log it through the hook chunk by chunk, and return the total summary."""
+        source, scan = self.load()
         run_id = str(self.run_id)
-        series = {path: item for path, item in batch.series.items() if item.values}
-        metrics = {path: item.values for path, item in series.items()}
-        steps = {path: item.steps for path, item in series.items()}
-        timestamps: dict[str, list[float]] | None = None
-        if all(item.timestamps is not None for item in series.values()):
-            timestamps = {path: list(item.timestamps or ()) for path, item in series.items()}
-        progress = (
-            progress_logger(self.log, batch.points, f"Logging to {run_id}")
-            if batch.points >= PROGRESS_MIN_POINTS
+        report = (
+            progress_logger(self.log, scan.points, f"Logging to {run_id}")
+            if scan.points >= PROGRESS_MIN_POINTS
             else None
         )
+        summary: dict[str, Any] = dict.fromkeys(_SUMMED, 0)
+        last_steps: dict[str, float | None] = {}
+        chunks = 0
+        done = 0
         hook = self.make_hook()
         try:
             record_run_link(self, context, hook.run_url(run_id))
-            try:
-                summary = dict(
-                    hook.log_metrics(
+            for chunk in self._chunks(source, scan):
+                series = {path: item for path, item in chunk.series.items() if item.values}
+                metrics = {path: item.values for path, item in series.items()}
+                steps = {path: item.steps for path, item in series.items()}
+                timestamps: dict[str, list[float]] | None = None
+                if all(item.timestamps is not None for item in series.values()):
+                    timestamps = {path: list(item.timestamps or ()) for path, item in series.items()}
+                progress = None
+                if report is not None:
+                    progress = _offset_progress(report, done, scan.points)
+                try:
+                    part = hook.log_metrics(
                         run_id, metrics, steps, timestamps, resume=self.resume, progress=progress
                     )
-                )
-            except NeptuneSettingsError:
-                raise
-            except (ValueError, NeptuneStepConflictError) as exc:  # a retry would fail the same way
-                raise AirflowFailException(str(exc)) from exc
+                except NeptuneSettingsError:
+                    raise
+                except (ValueError, NeptuneStepConflictError) as exc:  # a retry would fail the same way
+                    raise AirflowFailException(str(exc)) from exc
+                for key in _SUMMED:
+                    summary[key] += int(part.get(key) or 0)
+                for path, step in dict(part.get("last_steps") or {}).items():
+                    if step is not None or path not in last_steps:
+                        last_steps[path] = step
+                done += chunk.points
+                chunks += 1
         finally:
             hook.close()
-        summary["points_invalid"] = batch.invalid
-        summary["series"] = len(series)
+        summary["last_steps"] = last_steps
+        summary["points_invalid"] = scan.invalid
+        summary["series"] = scan.series
+        summary["chunks"] = chunks
         self.log.info(
             "Logged to %s: %s point(s) sent, %s already on the server, %s invalid, %s request(s), "
-            "%s retr(y/ies), %s throttled",
+            "%s retr(y/ies), %s throttled, in %d chunk(s)",
             run_id,
-            summary.get("points_sent"),
-            summary.get("points_skipped"),
-            batch.invalid,
-            summary.get("requests"),
-            summary.get("retries"),
-            summary.get("throttled"),
+            summary["points_sent"],
+            summary["points_skipped"],
+            scan.invalid,
+            summary["requests"],
+            summary["retries"],
+            summary["throttled"],
+            chunks,
         )
         return summary
+
+
+def _offset_progress(
+    report: Callable[[int, int], None], before: int, total: int
+) -> Callable[[int, int], None]:
+    """A hook progress callback for one chunk that reports against the whole input's total."""
+
+    def progress(done: int, _chunk_total: int) -> None:
+        report(before + done, total)
+
+    return progress

@@ -64,6 +64,7 @@ def test_parse_structured_names_the_input_and_shows_the_text() -> None:
         ([None, 1.0], 0, "None", "not numeric"),
         ([True, 1.0], 0, "True", "not numeric"),
         ([1.0, [2.0]], 1, r"\[2.0\]", "not numeric"),
+        ([1.0, 10**400], 1, r"10{56}\.\.\.", "too large for a float"),  # float() of it overflows
     ],
 )
 def test_bad_values_name_series_index_and_value(
@@ -179,7 +180,7 @@ def test_unknown_or_missing_file(tmp_path: Path) -> None:
     other.write_text("x")
     with pytest.raises(MetricInputError, match="unknown metrics file type"):
         load_metrics(metrics_path=other)
-    with pytest.raises(MetricInputError, match="is not a file"):
+    with pytest.raises(MetricInputError, match=r"absent\.csv: no such file"):
         load_metrics(metrics_path=tmp_path / "absent.csv")
     broken = tmp_path / "b.json"
     broken.write_text("{nope")
