@@ -186,7 +186,8 @@ class Loopback:
                 wanted.add(DEFAULT_PORTS["postgresql"])
             elif service.image.startswith("redis"):
                 wanted.add(DEFAULT_PORTS["redis"])
-            else:
+            elif not service.entrypoint:
+                # An Airflow sub-command: the ports its components may listen on.
                 wanted |= set(AIRFLOW_PORT_SETTINGS)
             for spec in service.ports:
                 wanted.add(int(spec.rsplit(":", 1)[-1].split("/")[0]))
@@ -354,6 +355,9 @@ class ComposeStack(AirflowStack):
         if service.build:
             home = self.loopback.service_home(name)
             own = self.loopback.ports[name]
+            moved = {
+                setting: str(own[port]) for port, setting in AIRFLOW_PORT_SETTINGS.items() if port in own
+            }
             env.update(
                 {
                     "AIRFLOW_HOME": str(home),
@@ -369,7 +373,7 @@ class ComposeStack(AirflowStack):
                     "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.e2e.hostname.service_hostname",
                     "AIRFLOW__API__HOST": "127.0.0.1",
                     "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
-                    **{setting: str(own[port]) for port, setting in AIRFLOW_PORT_SETTINGS.items()},
+                    **moved,
                     **RESOURCE_SETTINGS,
                 }
             )
@@ -628,21 +632,32 @@ class ComposeStack(AirflowStack):
         self.wait_healthy(name)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop every service, dependants first: SIGTERM to each process group, SIGKILL after ``timeout``."""
-        order = [n for n in reversed(start_order(self.services)) if n in self.processes]
-        for name in order:
-            proc = self.processes[name]
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
+        """Stop every service: first those nothing depends on, then the rest (postgres, redis, emulator).
+
+        Each tier gets SIGTERM to every process group at once, then SIGKILL after ``timeout``.
+        """
+        needed = {dep for service in self.services.values() for dep in service.depends_on}
+        tiers = [
+            [n for n in self.processes if n not in needed],
+            [n for n in self.processes if n in needed],
+        ]
+        for tier in tiers:
+            procs = [self.processes[name] for name in tier]
+            for proc in procs:
+                if proc.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            for proc in procs:
+                try:
+                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
+                # Children that left the process group's leader behind (task processes) go too.
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
         self.processes.clear()
 
     def __enter__(self) -> ComposeStack:
