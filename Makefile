@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration e2e bench constraints system-deps clean
+.PHONY: demo demo-celery test lint unit integration e2e bench constraints system-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,12 +14,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
-# Tests start a real redis-server and validate docker-compose.yaml with docker-compose; install
-# Debian's packages when missing (never skip the tests that need them).
+# Tests start a real redis-server and validate docker-compose.yaml with docker-compose; the Celery
+# stack runs Debian's PostgreSQL server (its binaries are in /usr/lib/postgresql/<version>/bin, not
+# on PATH). Install Debian's packages when missing (never skip the tests that need them).
 SYSTEM_TOOLS := redis-server:redis-server docker-compose:docker-compose
 system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -44,6 +46,11 @@ e2e: $(STAMP) system-deps
 
 demo: $(STAMP)
 	$(PY) -m tests.e2e.demo
+
+# docker-compose.yaml's CeleryExecutor stack as processes (no Docker): PostgreSQL, Redis, the
+# emulator, Airflow and two Celery workers; runs the example DAGs on it and prints a report.
+demo-celery: $(STAMP) system-deps
+	$(PY) -m tests.e2e.demo_celery
 
 bench: $(STAMP) system-deps
 	$(PY) -m benchmarks --quick

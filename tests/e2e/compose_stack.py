@@ -29,6 +29,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -303,6 +304,7 @@ class ComposeStack(AirflowStack):
     loopback: Loopback = field(init=False)
     services: dict[str, Service] = field(init=False)
     exited: dict[str, int] = field(default_factory=dict)
+    postgres_root: Path | None = None
 
     def __post_init__(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -420,7 +422,6 @@ class ComposeStack(AirflowStack):
     def start(self) -> ComposeStack:
         """Start every service in depends_on order, waiting for each dependency's condition."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.home.chmod(0o755)  # the postgres user must reach its data directory
         try:
             for name in start_order(self.services):
                 if name in self.skip:
@@ -473,14 +474,17 @@ class ComposeStack(AirflowStack):
         env = {k: interpolate(v, os.environ) for k, v in service.environment.items()}
         user, password = env.get("POSTGRES_USER", "postgres"), env.get("POSTGRES_PASSWORD", "")
         database = env.get("POSTGRES_DB", user)
-        data = self.home / "postgres"  # the postgres-db volume; initdb wants an empty folder it owns
+        # The postgres-db volume. Outside the stack home: the server's user must reach it, and the
+        # home may sit below a folder only we can enter (pytest's tmp). Removed by stop().
+        root = Path(tempfile.mkdtemp(prefix="apn-compose-postgres-"))
+        self.postgres_root = root
+        data, pwfile = root / "data", root / "pwfile"
         data.mkdir(mode=0o700)
-        pwfile = self.home / "postgres.pw"
         pwfile.write_text(password + "\n")
         run_as = postgres_run_as()
         if run_as:
-            shutil.chown(data, POSTGRES_OS_USER, POSTGRES_OS_USER)
-            shutil.chown(pwfile, POSTGRES_OS_USER, POSTGRES_OS_USER)
+            for path in (root, data, pwfile):
+                shutil.chown(path, POSTGRES_OS_USER, POSTGRES_OS_USER)
         bin_dir = postgres_bin()
         initdb = [
             str(bin_dir / "initdb"), "-D", str(data), "-U", user, "--pwfile", str(pwfile),
@@ -659,6 +663,9 @@ class ComposeStack(AirflowStack):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
         self.processes.clear()
+        if self.postgres_root is not None:
+            shutil.rmtree(self.postgres_root, ignore_errors=True)
+            self.postgres_root = None
 
     def __enter__(self) -> ComposeStack:
         return self.start()
@@ -787,7 +794,6 @@ def compose_stack(home: Path, **kwargs: Any) -> Iterator[ComposeStack]:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m tests.e2e.compose_stack [--home DIR]``: start the stack, print its report, wait."""
     import argparse
-    import tempfile
 
     parser = argparse.ArgumentParser(
         description="Run docker-compose.yaml's services as processes on loopback."
