@@ -727,7 +727,9 @@ class ComposeStack(AirflowStack):
             if service.image.startswith("postgres"):
                 what = f"Debian PostgreSQL ({postgres_bin().parent.name}) in a throwaway data directory"
             else:
-                what = shlex.join(self.service_argv(name))[:160]
+                argv = self.service_argv(name)
+                script = len(argv) == 3 and argv[1] == "-c" and "\n" in argv[2]
+                what = f"{argv[0]} -c <the file's script, translated>" if script else shlex.join(argv)
             ports = ", ".join(f"{c}->{p}" for c, p in self.loopback.ports[name].items())
             lines.append(f"  {name}: {what} (ports {ports})")
         lines += [
