@@ -18,6 +18,7 @@ exercise (image build, volumes' read-only flags, restart policies, published por
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import itertools
 import json
@@ -436,15 +437,26 @@ class ComposeStack(AirflowStack):
                     self._start_postgres(service)
                 else:
                     self.start_service(name)
-            for name in self.services:
-                if (
-                    name not in self.skip
-                    and self.services[name].restart is not None
-                    and name in self.processes
-                ):
-                    self._wait_for(
-                        name, "service_healthy" if self.services[name].healthcheck else "service_started"
+            # Every long-running service healthy, as `docker compose up --wait` would; the checks
+            # (several are airflow/celery CLI calls) run side by side.
+            pending = [
+                name
+                for name in self.services
+                if name not in self.skip
+                and self.services[name].restart is not None
+                and name in self.processes
+            ]
+            with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(pending))) as pool:
+                waits = [
+                    pool.submit(
+                        self._wait_for,
+                        name,
+                        "service_healthy" if self.services[name].healthcheck else "service_started",
                     )
+                    for name in pending
+                ]
+                for wait in waits:
+                    wait.result()
         except BaseException:
             self.stop()
             raise
