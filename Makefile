@@ -60,4 +60,4 @@ constraints:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^airflow-provider-neptune' > constraints.txt
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo .demo-celery .pytest_cache .mypy_cache .ruff_cache
