@@ -3,7 +3,7 @@
 Run as ``python -m tests.e2e.demo_celery``. Starts every service of docker-compose.yaml with
 tests.e2e.compose_stack (PostgreSQL, Redis, the emulator, api-server, scheduler, dag-processor,
 triggerer, two Celery workers), sets the emulator's request limit to the connection's budget,
-runs the training pipeline over both workers, the environment check and the retention clean-up,
+runs the training pipeline over both workers and the environment check,
 reads every run back with the plain client and prints a report (requests, 429s and points per
 worker). Stops every process it started; exits 0 only when every DAG run succeeded and the points
 read back equal the points sent.
@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"Running the training pipeline ({args.experiments} experiments) ...", flush=True)
             run_id = stack.run_dag(TRAINING_DAG, conf, timeout=args.timeout)
             stats = emulator.stats()
-            print("Running the environment check and the retention clean-up ...", flush=True)
+            print("Running the environment check on both workers ...", flush=True)
             stack.run_dag(ENVIRONMENT_DAG, timeout=args.timeout)
             summaries = {
                 (task, index): xcom(stack, TRAINING_DAG, run_id, task, index, "return_value")
