@@ -196,8 +196,14 @@ def run(opts: harness.Options) -> harness.Section:
         )
     section.note(
         "Budget used: accepted requests over the limit across the whole seconds of the DAG run. The run "
-        "is request-bound (about 2,000 budgeted requests at 20/s are 100 s of its 139 s); the rest of the "
-        "seconds are scheduling, task start-up and training. LocalExecutor ignores queues: both of its "
+        "is request-bound ("
+        + "; ".join(
+            f"{label.split(',')[0]}: {r['budgeted']:,} budgeted requests at {LIMIT:.0f}/s are "
+            f"{r['budgeted'] / LIMIT:.0f} s of its {r['time']:.0f} s"
+            for label, r in results.items()
+        )
+        + "); the rest of the seconds are scheduling, task start-up and training. LocalExecutor ignores "
+        "queues: both of its "
         "rows are the one host (the queue is the tasks' label). Per-worker figures count the log tasks' "
         "own requests (the hook's summary); runs, uploads and the sensor's polls are in the server's total."
     )
