@@ -99,9 +99,11 @@ def _q(value: str) -> str:
     return quote(value, safe="")
 
 
-@pytest.fixture(scope="session")
+# Module scope: one start per test session (only this module uses it), stopped before the other
+# e2e modules start their own Airflow, so that two stacks never share the small machine.
+@pytest.fixture(scope="module")
 def celery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Celery]:
-    """Start docker-compose.yaml's services once for the session; stop them all afterwards."""
+    """Start docker-compose.yaml's services once; stop them all after this module."""
     home = tmp_path_factory.mktemp("celery-stack")
     stack = ComposeStack(home=home, overrides=OVERRIDES, startup_timeout=300.0)
     with stack:
@@ -211,7 +213,7 @@ def test_host_names_ports_and_paths_are_swapped(tmp_path: Path) -> None:
 # The distributed promises ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def training(celery: Celery) -> dict[str, Any]:
     """One run of the training pipeline with 8 experiments, the emulator's limit = the connection's budget."""
     celery.emulator.set_faults(rate_limit=celery.budget, fault_rate=0.0, latency_ms=0.0)
