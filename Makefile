@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration e2e bench constraints system-deps clean
+.PHONY: demo demo-celery test lint unit integration e2e bench constraints system-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,13 +14,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
-# Tests start a real redis-server, validate docker-compose.yaml with docker-compose and drive the
-# emulator's pages in headless chromium; install Debian's packages when missing (never skip the tests
-# that need them).
+# Tests start a real redis-server, validate docker-compose.yaml with docker-compose, drive the
+# emulator's pages in headless chromium and run the Celery stack on Debian's PostgreSQL server (its
+# binaries are in /usr/lib/postgresql/<version>/bin, not on PATH). Install Debian's packages when
+# missing (never skip the tests that need them).
 SYSTEM_TOOLS := redis-server:redis-server docker-compose:docker-compose chromium:chromium
 system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -46,6 +48,11 @@ e2e: $(STAMP) system-deps
 demo: $(STAMP)
 	$(PY) -m tests.e2e.demo
 
+# docker-compose.yaml's CeleryExecutor stack as processes (no Docker): PostgreSQL, Redis, the
+# emulator, Airflow and two Celery workers; runs the example DAGs on it and prints a report.
+demo-celery: $(STAMP) system-deps
+	$(PY) -m tests.e2e.demo_celery
+
 bench: $(STAMP) system-deps
 	$(PY) -m benchmarks --quick
 
@@ -54,4 +61,4 @@ constraints:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^airflow-provider-neptune' > constraints.txt
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo .demo-celery .pytest_cache .mypy_cache .ruff_cache

@@ -38,6 +38,7 @@ RESULT_PREFIX = "BENCH_RESULT "
 TITLES: dict[str, str] = {
     "request_efficiency": "1. Request efficiency and overhead",
     "throttling": "2. Throttling under a shared budget",
+    "throttling_celery": "2b. Throttling on real Airflow: LocalExecutor and the Celery stack",
     "faults": "3. Faults and killed tasks",
     "parse_cost": "4. DAG parse cost",
     "retention": "5. Retention at scale",
@@ -45,6 +46,8 @@ TITLES: dict[str, str] = {
     "web_view": "7. Web view render time",
     "metric_file_memory": "8. Metric file memory",
 }
+#: Run only when named with --only: they start whole Airflow stacks and take minutes.
+OPT_IN = frozenset({"throttling_celery"})
 PACKAGES = (
     "airflow-provider-neptune",
     "apache-airflow",

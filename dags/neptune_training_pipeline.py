@@ -19,6 +19,12 @@ tracks each training as its own Neptune run. Per hyper-parameter set, in a mappe
 7. `stop_run`: final summary fields, then a bounded stop that fails if any data was left unsent.
 
 `validate_environment` runs first: package versions, the connection, the client's data directory.
+`hyperparameter_sets` then lists the sets: the built-in three, extended to `experiments` sets.
+
+**Queues**: `train`, `log_metrics` and the uploads (the tasks that read what training wrote) run
+on the Celery queue named by the environment variable `NEPTUNE_TRAINING_QUEUE` (read when the DAG
+file is parsed; default `training`), everything else on the default queue: with CeleryExecutor
+both queues need a worker (docker-compose.yaml has one each); LocalExecutor ignores queues.
 
 The hyper-parameter sets train in parallel and log at the same time: they share the connection's
 request budget (rate limiter) and the Airflow pool **`neptune_api`**, which caps how many tasks talk
@@ -26,7 +32,7 @@ to Neptune at once (the demo and docker-compose create it: `airflow pools set ne
 The sensor waits in the default pool: it holds no slot while deferred, and it must not queue
 behind the writers whose data it waits for.
 
-**Params**: `epochs` (at least 3), `samples`, `min_val_accuracy`, `checkpoint_top_k`,
+**Params**: `epochs` (at least 3), `samples`, `experiments`, `min_val_accuracy`, `checkpoint_top_k`,
 `output_dir` (where training writes; empty: a folder in the system temp dir. With workers on
 several hosts use shared storage, since later tasks read the files by path).
 **Needs**: the `neptune_default` connection, numpy on the workers.
@@ -60,9 +66,21 @@ HYPERPARAMETERS: list[dict[str, Any]] = [
     {"name": "lr-0.1", "learning_rate": 0.1, "l2": 0.001},
     {"name": "lr-0.5-l2", "learning_rate": 0.5, "l2": 0.01},
 ]
+TRAINING_QUEUE = os.environ.get("NEPTUNE_TRAINING_QUEUE", "").strip() or "training"
 
 
-@task(multiple_outputs=True, pool="default_pool")
+@task(pool="default_pool")
+def hyperparameter_sets() -> list[dict[str, Any]]:
+    """The sets to train: the built-in ones, then more learning rates until `experiments` sets."""
+    count = int(get_current_context()["params"]["experiments"])
+    sets = [dict(hp) for hp in HYPERPARAMETERS[:count]]
+    for index in range(len(sets), count):
+        rate = round(0.02 * (index + 1), 4)
+        sets.append({"name": f"lr-{rate}-{index}", "learning_rate": rate, "l2": 0.001})
+    return [{"name": hp["name"], "config": hp} for hp in sets]
+
+
+@task(multiple_outputs=True, pool="default_pool", queue=TRAINING_QUEUE)
 def train(config: dict[str, Any]) -> dict[str, Any]:
     """Train one hyper-parameter set; return the metrics file, steps and one record per checkpoint slot."""
     from neptune_example_model import TrainingConfig, checkpoint_epochs
@@ -115,6 +133,7 @@ def experiment(name: str, config: dict[str, Any]) -> None:
         run_id=run_id,
         metrics_path=trained["train_metrics_path"],
         steps=trained["steps"],
+        queue=TRAINING_QUEUE,
     )
     uploads = [
         NeptuneUploadArtifactOperator(
@@ -127,6 +146,7 @@ def experiment(name: str, config: dict[str, Any]) -> None:
             only_if_better=True,
             keep_top_k="{{ params.checkpoint_top_k }}",
             direction="max",
+            queue=TRAINING_QUEUE,
         )
         for slot in range(1, CHECKPOINT_SLOTS + 1)
     ]
@@ -179,6 +199,13 @@ def experiment(name: str, config: dict[str, Any]) -> None:
             8, type="integer", minimum=CHECKPOINT_SLOTS, maximum=500, description="training epochs"
         ),
         "samples": Param(400, type="integer", minimum=20, maximum=1_000_000, description="generated samples"),
+        "experiments": Param(
+            len(HYPERPARAMETERS),
+            type="integer",
+            minimum=1,
+            maximum=64,
+            description="hyper-parameter sets to train (the built-in ones first, then more learning rates)",
+        ),
         "min_val_accuracy": Param(
             0.6, type="number", minimum=0, maximum=1, description="the sensor waits for val/accuracy >= this"
         ),
@@ -196,8 +223,9 @@ def neptune_training_pipeline() -> None:
         check_connection=True,
         min_free_disk_mb=50,
     )
-    experiments = experiment.expand_kwargs([{"name": hp["name"], "config": hp} for hp in HYPERPARAMETERS])
-    validate >> experiments
+    sets = hyperparameter_sets()
+    experiments = experiment.expand_kwargs(sets)
+    validate >> sets >> experiments
 
 
 neptune_training_pipeline()

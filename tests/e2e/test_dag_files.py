@@ -117,6 +117,7 @@ def test_training_pipeline_shape(dagbag: dict[str, Any]) -> None:
     tasks = {task["task_id"]: task for task in dagbag["dags"]["neptune_training_pipeline"]["tasks"]}
     assert set(tasks) == {
         "validate_environment",
+        "hyperparameter_sets",
         "experiment.create_run",
         "experiment.train",
         "experiment.log_metrics",
@@ -127,6 +128,7 @@ def test_training_pipeline_shape(dagbag: dict[str, Any]) -> None:
     }
     # Everything per hyper-parameter set is mapped; the check runs once.
     assert not tasks["validate_environment"]["in_mapped_group"]
+    assert not tasks["hyperparameter_sets"]["in_mapped_group"]
     assert all(
         task["in_mapped_group"] for task_id, task in tasks.items() if task_id.startswith("experiment.")
     )
