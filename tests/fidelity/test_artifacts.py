@@ -131,3 +131,70 @@ def test_assigning_a_fetched_artifact_shares_it(run_factory: Any, tmp_path: Path
 
     assert run["second"].fetch_hash() == run["first"].fetch_hash()
     assert [f.file_path for f in run["second"].fetch_files_list()] == ["weights.bin"]
+
+
+def test_unknown_artifact_hash_is_refused(run_factory: Any, neptune_emulator_env: Any) -> None:
+    """Assigning a hash no artifact of the project has is refused and stores nothing."""
+    import neptune
+    from neptune.exceptions import MetadataInconsistency
+    from neptune.types.atoms.artifact import Artifact
+
+    run = run_factory("sync")
+    run["kept"] = 1
+    with pytest.raises(MetadataInconsistency, match=r"artifact 0{64} does not exist in this project"):
+        run["bogus"].assign(Artifact("0" * 64))
+    sys_id = run["sys/id"].fetch()
+
+    reader = neptune.init_run(
+        project=neptune_emulator_env.project,
+        api_token=neptune_emulator_env.api_token,
+        with_id=sys_id,
+        mode="read-only",
+    )
+    try:
+        assert reader.exists("kept")
+        assert not reader.exists("bogus")
+    finally:
+        reader.stop()
+
+
+def test_file_list_must_match_the_artifact_hash(run_factory: Any, neptune_emulator_env: Any) -> None:
+    """A file list that does not hash to the registered artifact is refused, naming the problem."""
+    import requests
+
+    emulator = neptune_emulator_env
+    run = run_factory("sync")
+    parent = f"{emulator.project}/{run['sys/id'].fetch()}"
+    session = requests.Session()
+    token = session.get(
+        f"{emulator.url}/api/backend/v1/authorization/oauth-token",
+        headers={"X-Neptune-Api-Token": emulator.api_token},
+        timeout=10,
+    )
+    token.raise_for_status()
+    session.headers["Authorization"] = f"Bearer {token.json()['accessToken']}"
+    query = {"projectIdentifier": emulator.project, "hash": "ab" * 32, "parentIdentifier": parent}
+    created = session.post(
+        f"{emulator.url}/api/artifacts/v1/artifacts", params={**query, "size": 3}, timeout=10
+    )
+    assert created.status_code == 200
+    assert created.json()["receivedMetadata"] is False
+    files = {
+        "files": [{"filePath": "a.txt", "fileHash": "f" * 40, "type": "Local", "size": 3, "metadata": []}]
+    }
+
+    refused = session.post(
+        f"{emulator.url}/api/artifacts/v1/artifacts/files", params=query, json=files, timeout=10
+    )
+    assert refused.status_code == 400
+    assert "do not hash to artifact" in refused.text
+
+    malformed = {"files": [{"filePath": "a.txt", "fileHash": 7, "type": "Local"}]}
+    bad = session.post(
+        f"{emulator.url}/api/artifacts/v1/artifacts/files", params=query, json=malformed, timeout=10
+    )
+    assert bad.status_code == 400
+    assert "files[0].fileHash must be a string" in bad.text
+
+    listed = session.get(f"{emulator.url}/api/artifacts/v1/artifacts/files", params=query, timeout=10)
+    assert listed.status_code == 404
