@@ -198,3 +198,50 @@ def test_file_list_must_match_the_artifact_hash(run_factory: Any, neptune_emulat
 
     listed = session.get(f"{emulator.url}/api/artifacts/v1/artifacts/files", params=query, timeout=10)
     assert listed.status_code == 404
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("container", ["project", "model"])
+def test_artifacts_on_projects_and_models(
+    neptune_emulator_env: Any, run_factory: Any, tmp_path: Path, mode: str, container: str
+) -> None:
+    import neptune
+
+    files = _tree(tmp_path / "data")
+    options = {
+        "project": neptune_emulator_env.project,
+        "api_token": neptune_emulator_env.api_token,
+        "mode": mode,
+    }
+    if container == "project":
+        obj = neptune.init_project(**options)
+    else:
+        obj = neptune.init_model(key=f"M{os.urandom(3).hex().upper()}", **options)
+    try:
+        obj["art"].track_files("data", wait=True)
+        assert sorted(f.file_path for f in obj["art"].fetch_files_list()) == sorted(files)
+        run = run_factory(mode)
+        run["art"].track_files("data", wait=True)
+        assert obj["art"].fetch_hash() == run["art"].fetch_hash()
+    finally:
+        obj.stop()
+
+
+def test_runs_table_shows_the_artifact_hash(
+    neptune_emulator_env: Any, run_factory: Any, tmp_path: Path
+) -> None:
+    import neptune
+
+    _tree(tmp_path / "data")
+    run = run_factory("sync")
+    run["sys/tags"].add(tag := f"art-{os.urandom(4).hex()}")
+    run["art"].track_files("data", wait=True)
+    expected = run["art"].fetch_hash()
+    project = neptune.init_project(
+        project=neptune_emulator_env.project, api_token=neptune_emulator_env.api_token, mode="read-only"
+    )
+    try:
+        rows = project.fetch_runs_table(tag=[tag], columns=["art"]).to_rows()
+    finally:
+        project.stop()
+    assert [row.get_attribute_value("art") for row in rows] == [expected]
