@@ -58,9 +58,14 @@ def _write(root: Path, files: dict[str, bytes]) -> None:
 def _download(run: Any, key: str, tmp_path: Path) -> dict[str, bytes]:
     """{zip entry name: content} of the file set's zip download (folders and `/` map to b"")."""
     target = tmp_path / f"download-{uuid.uuid4().hex}.zip"
-    run[key].download(str(target))
+    run[key].download(str(target), progress_bar=False)
     with zipfile.ZipFile(target) as archive:
         return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _route_count(emulator: Any, operation: str) -> int:
+    """How many requests the emulator has answered for one API operation."""
+    return int(emulator.stats()["requests_by_route"].get(operation, 0))
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -152,3 +157,27 @@ def test_uploading_a_changed_file_again_overrides_it(run_factory: Any, tmp_path:
     assert _download(run, "fs", tmp_path) == {"/": b"", "weights.bin": b"version two, longer" * 100}
     sizes = {entry.name: entry.size for entry in run["fs"].list_fileset_files()}
     assert sizes == {"weights.bin": len(b"version two, longer" * 100)}
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_multipart_member_with_many_small_files_then_delete(
+    neptune_emulator_env: Any, run_factory: Any, tmp_path: Path, mode: str
+) -> None:
+    """A file over the multipart threshold (5 MiB) next to many small ones, as the client's e2e suite does."""
+    large = os.urandom(6 * 1024 * 1024)
+    small = {f"small-{i:02d}.txt": f"small file {i}".encode() for i in range(20)}
+    _write(tmp_path, {"large.bin": large, **small})
+    run = run_factory(mode)
+    parts_before = _route_count(neptune_emulator_env, "fileSetFileMultipartUploadPart")
+    run["fs"].upload_files([str(tmp_path / "large.bin")])
+    run.wait()
+    assert _route_count(neptune_emulator_env, "fileSetFileMultipartUploadPart") - parts_before >= 2
+    assert _download(run, "fs", tmp_path) == {"/": b"", "large.bin": large}
+
+    run["fs"].upload_files([str(tmp_path / name) for name in small])
+    run.wait()
+    assert _download(run, "fs", tmp_path) == {"/": b"", "large.bin": large, **small}
+
+    run["fs"].delete_files(["large.bin"])
+    run.wait()
+    assert _download(run, "fs", tmp_path) == {"/": b"", **small}
