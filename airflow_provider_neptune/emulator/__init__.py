@@ -5,9 +5,11 @@ Run it with `python -m airflow_provider_neptune.emulator` (see --help), from Pyt
 
 - Serves the backend and leaderboard Swagger documents, client config (multipart upload enabled,
   threshold --multipart-threshold), the API-token -> OAuth exchange and refresh (at
-  /auth/realms/neptune/...), projects, runs, models and model versions, every field type except
-  artifacts, float/string/image series, files, file sets, the runs table (NQL), trash, and a
-  signal websocket per open run. `neptune sync` of offline data works.
+  /auth/realms/neptune/...), projects, runs, models and model versions, every field type,
+  float/string/image series, files, file sets (downloaded as a zip with `/` and folder entries,
+  like the real server's), artifacts (artifact API version 2: track_files of local paths,
+  fetch_hash, fetch_files_list, download), the runs table (NQL), trash, and a signal websocket per
+  open run. `neptune sync` of offline data works.
 - sys/state is "running" while a client holds the run (its signal websocket is open, or it pinged
   within --state-timeout seconds) and "idle" once the client stops (closes the websocket) or goes
   silent. The client pings every 10 s.

@@ -23,6 +23,13 @@ from starlette.responses import FileResponse, Response
 from starlette.responses import JSONResponse as _StarletteJSONResponse
 
 from airflow_provider_neptune.emulator import nql
+from airflow_provider_neptune.emulator.artifacts import (
+    ARTIFACT_API_VERSION,
+    artifact_size,
+    merge_files,
+    validate_files,
+)
+from airflow_provider_neptune.emulator.artifacts import artifact_hash as artifact_hash_of
 from airflow_provider_neptune.emulator.clock import iso_ms
 from airflow_provider_neptune.emulator.fields import attribute_dto, merged_fields, plain_value, properties
 from airflow_provider_neptune.emulator.operations import normalize_sub_path, operation_type_error
@@ -309,7 +316,7 @@ class NeptuneApi:
 
     # ----- backend ------------------------------------------------------------------------------
     def getClientConfig(self, call: Call) -> Response:
-        """API URL, client version bounds, multipart thresholds; artifacts disabled."""
+        """API URL, client version bounds, multipart thresholds; artifacts (API version 2) enabled."""
         url = self.app_url(call)
         return JSONResponse(
             {
@@ -327,7 +334,7 @@ class NeptuneApi:
                     "maxChunkCount": 1000,
                     "maxSinglePartSize": self.settings.multipart_threshold,
                 },
-                "artifacts": {"enabled": False, "apiVersion": 1},
+                "artifacts": {"enabled": True, "apiVersion": ARTIFACT_API_VERSION},
                 "sysNameSetByBackend": False,
             }
         )
@@ -498,6 +505,78 @@ class NeptuneApi:
     def getImageSeriesAttribute(self, call: Call) -> Response:
         """Last step of an image series."""
         return self._atom(call, "imageSeries")
+
+    def getArtifactAttribute(self, call: Call) -> Response:
+        """The hash of the artifact an artifact field points at."""
+        return self._atom(call, "artifact")
+
+    # ----- artifacts ----------------------------------------------------------------------------
+    @staticmethod
+    def _artifact_dto(artifact_hash: str, size: int | None, received: bool) -> dict[str, Any]:
+        return {"artifactHash": artifact_hash, "size": size, "receivedMetadata": received}
+
+    def _artifact_project(self, call: Call) -> ProjectRow:
+        """The project of an artifact call; its parentIdentifier, when given, must be a run of it."""
+        project = self._project(call.need("projectIdentifier"))
+        parent = call.arg("parentIdentifier")
+        if parent is not None and self._run(parent).project_id != project.id:
+            raise EmulatorError(
+                400, f"parentIdentifier {parent} is not an object of project {project.qualified_name}"
+            )
+        return project
+
+    @staticmethod
+    def _with_metadata(call: Call) -> bool:
+        """Whether artifact hashes cover file metadata (artifact API version 1) or not (version 2)."""
+        return call.headers.get("x-neptune-artifact-api-version", "1") != str(ARTIFACT_API_VERSION)
+
+    def createNewArtifact(self, call: Call) -> Response:
+        """Register an artifact by the hash the client computed; says whether its file list is known."""
+        project = self._artifact_project(call)
+        artifact_hash = call.need("hash")
+        size = call.int_arg("size", 0) if call.arg("size") not in (None, "") else None
+        if size is not None and size < 0:
+            raise EmulatorError(400, f"Query parameter 'size' must not be negative, got {size}")
+        row = self.storage.create_artifact(project.id, artifact_hash, size)
+        return JSONResponse(self._artifact_dto(row["hash"], row["size"], row["files"] is not None))
+
+    def uploadArtifactFilesMetadata(self, call: Call) -> Response:
+        """Store the file list of a registered artifact; the list must hash to the artifact's hash."""
+        project = self._artifact_project(call)
+        artifact_hash = call.need("hash")
+        if self.storage.artifact(project.id, artifact_hash) is None:
+            raise _not_found(f"Artifact {artifact_hash}", "ARTIFACT_NOT_FOUND")
+        files = validate_files(call.json())
+        if artifact_hash not in (artifact_hash_of(files, True), artifact_hash_of(files, False)):
+            raise EmulatorError(
+                400,
+                f"The {len(files)} files sent do not hash to artifact {artifact_hash}: "
+                "the hash must be computed over exactly this file list",
+                "BAD_REQUEST",
+            )
+        size = artifact_size(files)
+        self.storage.set_artifact_files(project.id, artifact_hash, files, size)
+        return JSONResponse(self._artifact_dto(artifact_hash, size, True))
+
+    def createArtifactVersion(self, call: Call) -> Response:
+        """A new artifact made of an existing one's files plus the files sent (same path: replaced)."""
+        project = self._artifact_project(call)
+        base = self.storage.artifact(project.id, call.need("hash"))
+        if base is None or base["files"] is None:
+            raise _not_found(f"Artifact {call.arg('hash')}", "ARTIFACT_NOT_FOUND")
+        files = merge_files(json.loads(base["files"]), validate_files(call.json()))
+        new_hash = artifact_hash_of(files, self._with_metadata(call))
+        size = artifact_size(files)
+        self.storage.set_artifact_files(project.id, new_hash, files, size)
+        return JSONResponse(self._artifact_dto(new_hash, size, True))
+
+    def listArtifactFiles(self, call: Call) -> Response:
+        """The file list of an artifact, in path order."""
+        project = self._artifact_project(call)
+        row = self.storage.artifact(project.id, call.need("hash"))
+        if row is None or row["files"] is None:
+            raise _not_found(f"Artifact {call.arg('hash')}", "ARTIFACT_NOT_FOUND")
+        return JSONResponse({"files": json.loads(row["files"])})
 
     def _series_values(self, call: Call, kind: str) -> tuple[int, list[Any]]:
         run, attr = self._field(call, kind)

@@ -22,6 +22,7 @@ PROPERTY_KEY = {
     "imageSeries": "imageSeriesProperties",
     "stringSet": "stringSetProperties",
     "experimentState": "experimentStateProperties",
+    "artifact": "artifactProperties",
 }
 
 
@@ -80,6 +81,8 @@ def properties(attr: Attr, fileset_size: Callable[[str], int] | None = None) -> 
         base["values"] = list(v.get("v", []))
     elif attr.type == "file":
         base.update(name=v.get("name"), ext=v.get("ext"), size=v.get("size"))
+    elif attr.type == "artifact":
+        base["hash"] = v.get("v")
     elif attr.type == "fileSet":
         base["size"] = fileset_size(attr.path) if fileset_size else 0
     elif attr.type == "floatSeries":

@@ -274,8 +274,22 @@ def apply_operation(db: sqlite3.Connection, run_id: str, op: Any, dropped: list[
                 )
         return 0
 
-    if name in ("assignArtifact", "clearArtifact", "trackFilesToArtifact"):
-        raise OperationError(f"{name}: artifacts are not supported by the Neptune emulator")
+    if name == "assignArtifact":
+        artifact_hash = body.get("hash")
+        if not isinstance(artifact_hash, str) or not artifact_hash:
+            raise OperationError(f"{path}: assignArtifact needs a hash, got {artifact_hash!r}"[:300])
+        known = db.execute(
+            "SELECT 1 FROM artifacts a JOIN runs r ON r.project_id=a.project_id WHERE r.id=? AND a.hash=?",
+            (run_id, artifact_hash),
+        ).fetchone()
+        if known is None:
+            raise OperationError(f"{path}: artifact {artifact_hash[:80]} does not exist in this project")
+        check_type(db, run_id, path, "artifact")
+        _put(db, run_id, path, "artifact", {"v": artifact_hash})
+        return 0
+
+    if name in ("clearArtifact", "trackFilesToArtifact"):
+        raise OperationError(f"{name}: this artifact operation is not supported by the Neptune emulator")
     raise OperationError(f"Unsupported operation {name} on {path}")
 
 

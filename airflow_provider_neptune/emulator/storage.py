@@ -60,6 +60,9 @@ CREATE TABLE IF NOT EXISTS uploads (
     ext TEXT, sub_path TEXT, total INTEGER NOT NULL, created_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS downloads (
     id TEXT PRIMARY KEY, run_id TEXT NOT NULL, path TEXT NOT NULL, created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS artifacts (
+    project_id TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER, files TEXT,
+    PRIMARY KEY (project_id, hash));
 """
 
 
@@ -692,9 +695,53 @@ class Storage:
             return self._db.execute("SELECT * FROM downloads WHERE id=?", (download_id,)).fetchone()
 
     def fileset_zip(self, run_id: str, path: str) -> bytes:
-        """The files of a FileSet field as a zip archive."""
+        """The files of a FileSet field as a zip archive laid out as the real server writes it.
+
+        Besides the files it holds a root entry `/` and an entry for every folder (`from/`,
+        `from/heart/`), each ahead of what it contains.
+        """
+        entries = self.fileset_entries(run_id, path)
+        folders = {"/"}
+        for entry in entries:
+            parts = entry["sub_path"].split("/")[:-1]
+            folders.update("/".join(parts[: i + 1]) + "/" for i in range(len(parts)))
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
-            for entry in self.fileset_entries(run_id, path):
+            for folder in sorted(folders, key=lambda name: (name != "/", name)):
+                info = zipfile.ZipInfo(folder)
+                info.external_attr = (0o40755 << 16) | 0x10  # a directory, as `unzip` expects
+                archive.writestr(info, b"")
+            for entry in entries:
                 archive.write(self.blob_path(entry["blob"]), arcname=entry["sub_path"])
         return buf.getvalue()
+
+    # ----- artifacts ----------------------------------------------------------------------------
+    def artifact(self, project_id: str, artifact_hash: str) -> sqlite3.Row | None:
+        """An artifact of a project (`files` is NULL until its file list was sent)."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT hash, size, files FROM artifacts WHERE project_id=? AND hash=?",
+                (project_id, artifact_hash),
+            ).fetchone()
+
+    def create_artifact(self, project_id: str, artifact_hash: str, size: int | None) -> sqlite3.Row:
+        """Register an artifact by hash (kept as it is when it already exists) and return it."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO artifacts (project_id, hash, size, files) VALUES (?, ?, ?, NULL)",
+                (project_id, artifact_hash, size),
+            )
+            return db.execute(
+                "SELECT hash, size, files FROM artifacts WHERE project_id=? AND hash=?",
+                (project_id, artifact_hash),
+            ).fetchone()
+
+    def set_artifact_files(
+        self, project_id: str, artifact_hash: str, files: list[dict[str, Any]], size: int | None
+    ) -> None:
+        """Store the file list (and size) of an artifact, creating it when it is new."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO artifacts (project_id, hash, size, files) VALUES (?, ?, ?, ?)",
+                (project_id, artifact_hash, size, json.dumps(files)),
+            )

@@ -81,6 +81,7 @@ _ATTRIBUTE_PROPS = {
     "imageSeriesProperties": "ImageSeriesAttribute",
     "stringSetProperties": "StringSetAttribute",
     "experimentStateProperties": "ExperimentStateAttribute",
+    "artifactProperties": "ArtifactAttribute",
 }
 
 DEFINITIONS: JSON = {
@@ -141,6 +142,13 @@ DEFINITIONS: JSON = {
     "ImageSeriesAttribute": _model(attributeName=_S, attributeType=_S, lastStep=_N),
     "StringSetAttribute": _model(attributeName=_S, attributeType=_S, values=_list(_S)),
     "ExperimentStateAttribute": _model(attributeName=_S, attributeType=_S, value=_S),
+    "ArtifactAttribute": _model(attributeName=_S, attributeType=_S, hash=_S),
+    "ArtifactMetadataEntry": _model(key=_S, value=_S),
+    "ArtifactFile": _model(
+        filePath=_S, fileHash=_S, type=_S, size=_I, metadata=_list(_ref("ArtifactMetadataEntry"))
+    ),
+    "ArtifactFiles": _model(files=_list(_ref("ArtifactFile"))),
+    "ArtifactModel": _model(artifactHash=_S, size=_I, receivedMetadata=_B),
     "Attribute": _model(name=_S, type=_S, **{prop: _ref(model) for prop, model in _ATTRIBUTE_PROPS.items()}),
     "ExperimentAttributes": _model(id=_S, type=_S, attributes=_list(_ref("Attribute"))),
     "FloatPointValue": _model(timestampMillis=_I, step=_N, value=_N),
@@ -170,6 +178,10 @@ _EXPI = _q("experimentIdentifier", required=True)
 _ATTR = _q("attribute", required=True)
 _LB = "/api/leaderboard/v1"
 _BE = "/api/backend/v1"
+_AR = "/api/artifacts/v1"
+_PROJ = _q("projectIdentifier", required=True)
+_HASH = _q("hash", required=True)
+_ARTIFACT_API = _h("X-Neptune-Artifact-Api-Version")
 
 
 def _attr_get(kind: str, model: str) -> RouteSpec:
@@ -266,6 +278,45 @@ ROUTES: tuple[RouteSpec, ...] = (
     _attr_get("floatSeries", "FloatSeriesAttribute"),
     _attr_get("stringSeries", "StringSeriesAttribute"),
     _attr_get("imageSeries", "ImageSeriesAttribute"),
+    _attr_get("artifact", "ArtifactAttribute"),
+    RouteSpec(
+        "artifacts",
+        "POST",
+        f"{_AR}/artifacts",
+        "createNewArtifact",
+        (_PROJ, _HASH, _q("size", "integer"), _q("parentIdentifier", required=True), _ARTIFACT_API),
+        _ref("ArtifactModel"),
+    ),
+    RouteSpec(
+        "artifacts",
+        "POST",
+        f"{_AR}/artifacts/files",
+        "uploadArtifactFilesMetadata",
+        (_PROJ, _HASH, _body("artifactFilesDTO", _ref("ArtifactFiles")), _ARTIFACT_API),
+        _ref("ArtifactModel"),
+    ),
+    RouteSpec(
+        "artifacts",
+        "POST",
+        f"{_AR}/artifacts/version",
+        "createArtifactVersion",
+        (
+            _PROJ,
+            _HASH,
+            _q("parentIdentifier", required=True),
+            _body("artifactFilesDTO", _ref("ArtifactFiles")),
+            _ARTIFACT_API,
+        ),
+        _ref("ArtifactModel"),
+    ),
+    RouteSpec(
+        "artifacts",
+        "GET",
+        f"{_AR}/artifacts/files",
+        "listArtifactFiles",
+        (_PROJ, _HASH, _ARTIFACT_API),
+        _ref("ArtifactFiles"),
+    ),
     RouteSpec(
         "leaderboard",
         "GET",

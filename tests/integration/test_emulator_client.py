@@ -166,7 +166,13 @@ def test_files_round_trip(emulator: NeptuneEmulator, mode: str, tmp_path: Path) 
         assert [(e.name, e.size) for e in run["sets/many"].list_fileset_files("d/sub")] == [("b.txt", 2)]
         run["sets/many"].download(str(tmp_path / "many.zip"))
         with zipfile.ZipFile(tmp_path / "many.zip") as archive:
-            assert {n: archive.read(n) for n in archive.namelist()} == {"d/a.txt": b"A", "d/sub/b.txt": b"BB"}
+            assert {n: archive.read(n) for n in archive.namelist()} == {
+                "/": b"",
+                "d/": b"",
+                "d/sub/": b"",
+                "d/a.txt": b"A",
+                "d/sub/b.txt": b"BB",
+            }
 
         run["sets/many"].delete_files("d/sub/b.txt")
         del run["files/small"]
