@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-celery test lint unit integration e2e bench constraints system-deps clean
+.PHONY: demo demo-celery test lint unit integration e2e fidelity bench constraints system-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ integration: $(STAMP) system-deps
 
 e2e: $(STAMP) system-deps
 	$(PY) -m pytest tests/e2e
+
+# The real neptune client against the emulator, item by item of what a real server does (README,
+# "Fidelity"); nothing is fetched at run time. Also part of `make test`.
+fidelity: $(STAMP)
+	$(PY) -m pytest tests/fidelity
 
 demo: $(STAMP)
 	$(PY) -m tests.e2e.demo

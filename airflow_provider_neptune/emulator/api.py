@@ -31,7 +31,14 @@ from airflow_provider_neptune.emulator.artifacts import (
 )
 from airflow_provider_neptune.emulator.artifacts import artifact_hash as artifact_hash_of
 from airflow_provider_neptune.emulator.clock import iso_ms
-from airflow_provider_neptune.emulator.fields import attribute_dto, merged_fields, plain_value, properties
+from airflow_provider_neptune.emulator.fields import (
+    attribute_dto,
+    merged_fields,
+    plain_value,
+    project_fields,
+    properties,
+)
+from airflow_provider_neptune.emulator.management import ManagementApi
 from airflow_provider_neptune.emulator.operations import normalize_sub_path, operation_type_error
 from airflow_provider_neptune.emulator.storage import (
     Attr,
@@ -249,8 +256,27 @@ def _not_found(what: str, error_type: str = "") -> EmulatorError:
     return EmulatorError(404, f"{what} not found", error_type)
 
 
-class NeptuneApi:
-    """The emulator's implementation of the backend and leaderboard operations."""
+# getExperimentAttributes' systemAttributes: key -> field (the legacy client reads these).
+SYSTEM_ATTRIBUTES = {
+    "shortId": "sys/id",
+    "name": "sys/name",
+    "description": "sys/description",
+    "owner": "sys/owner",
+    "hostname": "sys/hostname",
+    "creationTime": "sys/creation_time",
+    "modificationTime": "sys/modification_time",
+    "pingTime": "sys/ping_time",
+    "runningTime": "sys/running_time",
+    "size": "sys/size",
+    "tags": "sys/tags",
+    "state": "sys/state",
+    "trashed": "sys/trashed",
+    "failed": "sys/failed",
+}
+
+
+class NeptuneApi(ManagementApi):
+    """The emulator's implementation of the backend, leaderboard and management operations."""
 
     def __init__(self, storage: Storage, settings: ApiSettings) -> None:
         self.storage = storage
@@ -297,6 +323,12 @@ class NeptuneApi:
         """All fields of a run (stored, defaults and server-owned sys fields)."""
         if stored is None:
             stored = self.storage.attributes(run.id)
+        if run.type == "project":
+            project = self._project(run.id)
+            fields = project_fields(run, project.name, stored, self.storage.run_size(run.id))
+            visibility = self.project_info(project)["visibility"]
+            fields["sys/visibility"] = Attr("sys/visibility", "string", {"v": visibility})
+            return fields
         state = self.storage.run_state(run, self.settings.state_timeout)
         return merged_fields(run, stored, state, self.storage.run_size(run.id))
 
@@ -339,21 +371,9 @@ class NeptuneApi:
             }
         )
 
-    def _project_dto(self, project: ProjectRow) -> dict[str, Any]:
-        return {
-            "id": project.id,
-            "name": project.name,
-            "organizationName": project.workspace,
-            "organizationId": project.workspace,
-            "projectKey": project.key,
-            "version": 2,
-            "visibility": "priv",
-            "description": "",
-        }
-
     def getProject(self, call: Call) -> Response:
         """A project by workspace/name or id (404 PROJECT_NOT_FOUND otherwise)."""
-        return JSONResponse(self._project_dto(self._project(call.need("projectIdentifier"))))
+        return JSONResponse(self.project_dto(self._project(call.need("projectIdentifier"))))
 
     def listProjects(self, call: Call) -> Response:
         """Projects, optionally of one workspace or matching a search term, paged."""
@@ -369,7 +389,7 @@ class NeptuneApi:
         page = projects[offset : offset + limit]
         return JSONResponse(
             {
-                "entries": [self._project_dto(p) for p in page],
+                "entries": [self.project_dto(p) for p in page],
                 "matchingItemCount": len(projects),
                 "totalItemCount": len(projects),
             }
@@ -416,6 +436,7 @@ class NeptuneApi:
             if params.get(optional) is not None:
                 _expect(params[optional], str, f"{where}.{optional}", "a string")
         parent = params.get("parentId")
+        git = _git_info(params.get("gitInfo"))
         run, created = self.storage.create_run(
             project,
             kind=kind,
@@ -425,6 +446,8 @@ class NeptuneApi:
         )
         if created:
             call.counters["runs_created_total"] += 1
+            if git is not None:
+                self.storage.put_attribute(run.id, Attr("source_code/git", "gitRef", git))
         else:
             self.storage.ping(run.id)
         return JSONResponse(self.experiment_dto(run))
@@ -443,8 +466,10 @@ class NeptuneApi:
         """Every field of a run with its type and properties."""
         run = self._run(call.need("experimentId"))
         sizes = self._fileset_size(run)
-        attrs = [attribute_dto(a, sizes) for a in sorted(self.fields_of(run).values(), key=lambda a: a.path)]
-        return JSONResponse({"id": run.id, "type": run.type, "attributes": attrs})
+        fields = self.fields_of(run)
+        attrs = [attribute_dto(a, sizes) for a in sorted(fields.values(), key=lambda a: a.path)]
+        system = {key: properties(fields[path]) for key, path in SYSTEM_ATTRIBUTES.items() if path in fields}
+        return JSONResponse({"id": run.id, "type": run.type, "attributes": attrs, "systemAttributes": system})
 
     def executeOperations(self, call: Call) -> Response:
         """Apply a batch of operations in order; the body lists the rejected ones."""
@@ -899,6 +924,35 @@ class NeptuneApi:
                 if search in attr.path:
                     seen[(attr.path, attr.type)] = None
         return JSONResponse({"entries": [{"name": n, "type": t} for n, t in sorted(seen)]})
+
+
+def _git_info(value: Any) -> dict[str, Any] | None:
+    """The run's gitInfo as stored for source_code/git (None when not sent); 400 when malformed."""
+    if value is None:
+        return None
+    where = "experimentCreationParams.gitInfo"
+    info = _expect(value, dict, where, "an object")
+    commit = _optional_object(info, "commit", where)
+    for key in ("commitId", "message", "authorName", "authorEmail", "commitDate"):
+        if commit.get(key) is not None:
+            _expect(commit[key], str, f"{where}.commit.{key}", "a string")
+    remotes = info.get("remotes") or []
+    if not isinstance(remotes, list) or not all(isinstance(r, str) for r in remotes):
+        raise EmulatorError(400, f"{where}.remotes must be a list of strings", "BAD_REQUEST")
+    branch = info.get("currentBranch")
+    if branch is not None:
+        _expect(branch, str, f"{where}.currentBranch", "a string")
+    dirty = info.get("repositoryDirty")
+    if dirty is not None:
+        _expect(dirty, bool, f"{where}.repositoryDirty", "a boolean")
+    return {
+        "commit": {
+            k: commit.get(k) for k in ("commitId", "message", "authorName", "authorEmail", "commitDate")
+        },
+        "repositoryDirty": bool(dirty),
+        "currentBranch": branch,
+        "remotes": remotes,
+    }
 
 
 def _sorted(

@@ -23,6 +23,7 @@ PROPERTY_KEY = {
     "stringSet": "stringSetProperties",
     "experimentState": "experimentStateProperties",
     "artifact": "artifactProperties",
+    "gitRef": "gitRefProperties",
 }
 
 
@@ -39,7 +40,6 @@ def sys_fields(run: RunRow, state: str, size: int) -> list[Attr]:
         Attr("sys/state", "experimentState", {"v": state}),
         Attr("sys/trashed", "bool", {"v": run.trashed}),
         Attr("sys/size", "float", {"v": float(size)}),
-        Attr("sys/group_tags", "stringSet", {"v": []}),
     ]
     if run.custom_id:
         fields.append(Attr("sys/custom_run_id", "string", {"v": run.custom_id}))
@@ -53,8 +53,28 @@ DEFAULT_FIELDS = (
     Attr("sys/name", "string", {"v": "Untitled"}),
     Attr("sys/description", "string", {"v": ""}),
     Attr("sys/tags", "stringSet", {"v": []}),
+    Attr("sys/group_tags", "stringSet", {"v": []}),
     Attr("sys/failed", "bool", {"v": False}),
 )
+# What a project (as a metadata container) has under sys/ besides what the server computes.
+PROJECT_DEFAULT_VISIBILITY = "priv"
+
+
+def project_fields(project: RunRow, name: str, stored: list[Attr], size: int) -> dict[str, Attr]:
+    """A project's fields: its own, plus the sys/ fields a project has (no run-only ones like sys/state)."""
+    out = {a.path: a for a in stored}
+    out.setdefault("sys/visibility", Attr("sys/visibility", "string", {"v": PROJECT_DEFAULT_VISIBILITY}))
+    for attr in (
+        Attr("sys/id", "string", {"v": project.short_id}),
+        Attr("sys/name", "string", {"v": name}),
+        Attr("sys/owner", "string", {"v": project.owner}),
+        Attr("sys/creation_time", "datetime", {"v": project.created_ms}),
+        Attr("sys/modification_time", "datetime", {"v": project.modified_ms}),
+        Attr("sys/ping_time", "datetime", {"v": project.ping_ms}),
+        Attr("sys/size", "float", {"v": float(size)}),
+    ):
+        out[attr.path] = attr
+    return out
 
 
 def merged_fields(run: RunRow, stored: list[Attr], state: str, size: int) -> dict[str, Attr]:
@@ -98,6 +118,8 @@ def properties(attr: Attr, fileset_size: Callable[[str], int] | None = None) -> 
         base.update(last=v.get("last"), lastStep=v.get("lastStep"))
     elif attr.type == "imageSeries":
         base["lastStep"] = v.get("lastStep")
+    elif attr.type == "gitRef":
+        base.update({k: v.get(k) for k in ("commit", "repositoryDirty", "currentBranch", "remotes")})
     return base
 
 
@@ -120,4 +142,6 @@ def plain_value(attr: Attr) -> Any:
         return attr.value.get("last")
     if attr.type in ("file", "fileSet", "imageSeries"):
         return None
+    if attr.type == "gitRef":
+        return (attr.value.get("commit") or {}).get("commitId")
     return attr.value.get("v")

@@ -29,9 +29,11 @@ READ_ONLY_SYS = frozenset(
         "sys/trashed",
         "sys/custom_run_id",
         "sys/model_id",
-        "sys/group_tags",
+        "sys/visibility",
     }
 )
+# The only fields string-set operations may write: a real server refuses them anywhere else.
+STRING_SET_PATHS = frozenset({"sys/tags", "sys/group_tags"})
 STRING_SERIES_MAX = 1000
 STRING_MAX = 16384
 
@@ -159,6 +161,16 @@ def _number(value: Any, what: str) -> float:
     return number
 
 
+def _float_text(value: Any, path: str) -> Any:
+    """A number sent as text (the legacy client sends parameters so) read as the server reads it."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return float(value.strip())
+    except ValueError:
+        raise OperationError(f"{path}: value must be a number, got {value!r}"[:300]) from None
+
+
 def apply_operation(db: sqlite3.Connection, run_id: str, op: Any, dropped: list[str]) -> int:
     """Apply one operation; returns the number of series points it stored."""
     if not isinstance(op, dict):
@@ -190,7 +202,7 @@ def apply_operation(db: sqlite3.Connection, run_id: str, op: Any, dropped: list[
         else:
             value = body.get("value")
             if kind == "float":
-                value = _number(value, "value")
+                value = _number(_float_text(value, path), "value")
             elif kind == "int":
                 if isinstance(value, bool) or not isinstance(value, int):
                     raise OperationError(f"value must be an integer, got {value!r}"[:300])
@@ -229,6 +241,11 @@ def apply_operation(db: sqlite3.Connection, run_id: str, op: Any, dropped: list[
         return 0
 
     if name in ("insertStrings", "addStrings", "removeStrings", "clearStringSet"):
+        if path not in STRING_SET_PATHS:
+            raise OperationError(
+                f"{name} on {path}: string sets can only be written to "
+                f"{' and '.join(sorted(STRING_SET_PATHS))}"
+            )
         state = check_type(db, run_id, path, "stringSet") or {"v": []}
         values = set(state.get("v", []))
         incoming = body.get("values") or []

@@ -217,22 +217,60 @@ class Storage:
             ).fetchone()
             if row is None:
                 taken = {r["key"] for r in db.execute("SELECT key FROM projects")}
-                key = project_key_for(name, taken)
-                db.execute(
-                    "INSERT INTO projects (id, workspace, name, key, created_ms) VALUES (?, ?, ?, ?, ?)",
-                    (str(uuid.uuid4()), workspace, name, key, now_ms()),
-                )
-                row = db.execute(
-                    "SELECT * FROM projects WHERE workspace=? AND name=?", (workspace, name)
-                ).fetchone()
-                # A project is also a metadata container (init_project reads and writes its fields).
-                ts = now_ms()
-                db.execute(
-                    "INSERT INTO runs (id, project_id, seq, short_id, type, owner, created_ms, modified_ms,"
-                    " ping_ms) VALUES (?, ?, 0, ?, 'project', ?, ?, ?, ?)",
-                    (row["id"], row["id"], key, self.owner, ts, ts, ts),
-                )
+                row = self._insert_project(db, workspace, name, project_key_for(name, taken))
         return self._project(row)
+
+    def _insert_project(self, db: sqlite3.Connection, workspace: str, name: str, key: str) -> sqlite3.Row:
+        """Insert a project and its metadata container (init_project reads and writes its fields)."""
+        ts = now_ms()
+        project_id = str(uuid.uuid4())
+        db.execute(
+            "INSERT INTO projects (id, workspace, name, key, created_ms) VALUES (?, ?, ?, ?, ?)",
+            (project_id, workspace, name, key, ts),
+        )
+        db.execute(
+            "INSERT INTO runs (id, project_id, seq, short_id, type, owner, created_ms, modified_ms,"
+            " ping_ms) VALUES (?, ?, 0, ?, 'project', ?, ?, ?, ?)",
+            (project_id, project_id, key, self.owner, ts, ts, ts),
+        )
+        row: sqlite3.Row = db.execute("SELECT * FROM projects WHERE id=?", (project_id,)).fetchone()
+        return row
+
+    def create_project(self, workspace: str, name: str, key: str | None) -> ProjectRow:
+        """Create workspace/name (management createProject); 409 naming the clashing field otherwise.
+
+        The error type is the field that is not unique ("name" or "projectKey"); keys are unique
+        server-wide, as short ids must stay unambiguous.
+        """
+        with self._tx() as db:
+            if db.execute(
+                "SELECT 1 FROM projects WHERE workspace=? AND name=?", (workspace, name)
+            ).fetchone():
+                raise EmulatorError(409, f"Project {workspace}/{name} already exists", "name")
+            taken = {r["key"] for r in db.execute("SELECT key FROM projects")}
+            if key is not None and key in taken:
+                raise EmulatorError(409, f"Project key {key} is already taken", "projectKey")
+            row = self._insert_project(db, workspace, name, key or project_key_for(name, taken))
+        return self._project(row)
+
+    def delete_project(self, project_id: str) -> None:
+        """Delete a project with all its runs, fields and files."""
+        doomed = [r["id"] for r in self._db_rows("SELECT id FROM runs WHERE project_id=?", (project_id,))]
+        self.delete_runs(doomed)
+        with self._tx() as db:
+            db.execute("DELETE FROM projects WHERE id=?", (project_id,))
+
+    def _db_rows(self, sql: str, args: tuple[Any, ...]) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def put_attribute(self, run_id: str, attr: Attr) -> None:
+        """Store a field the server itself writes (source_code/git from a run's creation)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO attrs (run_id, path, type, value) VALUES (?, ?, ?, ?)",
+                (run_id, attr.path, attr.type, json.dumps(attr.value)),
+            )
 
     @staticmethod
     def _project(row: sqlite3.Row) -> ProjectRow:

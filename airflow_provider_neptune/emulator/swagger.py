@@ -25,6 +25,8 @@ class RouteSpec:
     operation_id: str
     params: tuple[JSON, ...] = ()
     response: JSON | None = None
+    # Error statuses whose body the client reads as a model (e.g. createProject's validation errors).
+    error_responses: tuple[tuple[str, JSON], ...] = ()
 
 
 def _q(name: str, kind: str = "string", required: bool = False) -> JSON:
@@ -82,6 +84,24 @@ _ATTRIBUTE_PROPS = {
     "stringSetProperties": "StringSetAttribute",
     "experimentStateProperties": "ExperimentStateAttribute",
     "artifactProperties": "ArtifactAttribute",
+    "gitRefProperties": "GitRefAttribute",
+}
+# getExperimentAttributes' systemAttributes (read by the legacy client): key -> model.
+_SYSTEM_ATTRIBUTES = {
+    "shortId": "StringAttribute",
+    "name": "StringAttribute",
+    "description": "StringAttribute",
+    "owner": "StringAttribute",
+    "hostname": "StringAttribute",
+    "creationTime": "DatetimeAttribute",
+    "modificationTime": "DatetimeAttribute",
+    "pingTime": "DatetimeAttribute",
+    "runningTime": "FloatAttribute",
+    "size": "FloatAttribute",
+    "tags": "StringSetAttribute",
+    "state": "ExperimentStateAttribute",
+    "trashed": "BoolAttribute",
+    "failed": "BoolAttribute",
 }
 
 DEFINITIONS: JSON = {
@@ -150,7 +170,18 @@ DEFINITIONS: JSON = {
     "ArtifactFiles": _model(files=_list(_ref("ArtifactFile"))),
     "ArtifactModel": _model(artifactHash=_S, size=_I, receivedMetadata=_B),
     "Attribute": _model(name=_S, type=_S, **{prop: _ref(model) for prop, model in _ATTRIBUTE_PROPS.items()}),
-    "ExperimentAttributes": _model(id=_S, type=_S, attributes=_list(_ref("Attribute"))),
+    "GitRefAttribute": _model(
+        attributeName=_S,
+        attributeType=_S,
+        commit=_ref("GitCommit"),
+        repositoryDirty=_B,
+        currentBranch=_S,
+        remotes=_list(_S),
+    ),
+    "SystemAttributes": _model(**{key: _ref(model) for key, model in _SYSTEM_ATTRIBUTES.items()}),
+    "ExperimentAttributes": _model(
+        id=_S, type=_S, attributes=_list(_ref("Attribute")), systemAttributes=_ref("SystemAttributes")
+    ),
     "FloatPointValue": _model(timestampMillis=_I, step=_N, value=_N),
     "StringPointValue": _model(timestampMillis=_I, step=_N, value=_S),
     "FloatSeriesValues": _model(totalItemCount=_I, values=_list(_ref("FloatPointValue"))),
@@ -170,6 +201,13 @@ DEFINITIONS: JSON = {
         activeProjectsLimit=_I,
         membersCount=_I,
     ),
+    # Management API (neptune.management): projects, members and service accounts.
+    "ValidationErrors": _model(code=_I, message=_S, validationErrors=_list({"type": "object"})),
+    "RegisteredMemberInfo": _model(username=_S, firstName=_S, lastName=_S),
+    "ProjectMember": _model(role=_S, registeredMemberInfo=_ref("RegisteredMemberInfo")),
+    "WorkspaceMember": _model(role=_S, registeredMemberInfo=_ref("RegisteredMemberInfo")),
+    "ServiceAccount": _model(id=_S, displayName=_S),
+    "ProjectServiceAccount": _model(role=_S, serviceAccountInfo=_ref("ServiceAccount")),
 }
 
 _TOKEN = _h("X-Neptune-Api-Token")
@@ -188,6 +226,93 @@ def _attr_get(kind: str, model: str) -> RouteSpec:
     op = f"get{model}"
     return RouteSpec("leaderboard", "GET", f"{_LB}/attributes/{kind}", op, (_EXP, _ATTR), _ref(model))
 
+
+_PROJECT = _q("projectIdentifier", required=True)
+_WORKSPACE = _q("organizationIdentifier", required=True)
+MANAGEMENT_ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec(
+        "backend",
+        "POST",
+        f"{_BE}/projects",
+        "createProject",
+        (_body("projectToCreate", {"type": "object"}),),
+        _ref("Project"),
+        (("400", _ref("ValidationErrors")),),
+    ),
+    RouteSpec("backend", "DELETE", f"{_BE}/projects", "deleteProject", (_PROJECT,), None),
+    RouteSpec(
+        "backend",
+        "POST",
+        f"{_BE}/projects/members",
+        "addProjectMember",
+        (_PROJECT, _body("member", {"type": "object"})),
+        {"type": "object"},
+    ),
+    RouteSpec(
+        "backend",
+        "GET",
+        f"{_BE}/projects/members",
+        "listProjectMembers",
+        (_PROJECT,),
+        _list(_ref("ProjectMember")),
+    ),
+    RouteSpec(
+        "backend",
+        "DELETE",
+        f"{_BE}/projects/members",
+        "deleteProjectMember",
+        (_PROJECT, _q("userId", required=True)),
+        None,
+    ),
+    RouteSpec(
+        "backend",
+        "GET",
+        f"{_BE}/organizations/members",
+        "listOrganizationMembers",
+        (_WORKSPACE,),
+        _list(_ref("WorkspaceMember")),
+    ),
+    RouteSpec(
+        "backend",
+        "GET",
+        f"{_BE}/organizations/service-accounts",
+        "listServiceAccounts",
+        (_WORKSPACE, _q("deactivated", "boolean")),
+        _list(_ref("ServiceAccount")),
+    ),
+    RouteSpec(
+        "backend",
+        "GET",
+        f"{_BE}/projects/service-accounts",
+        "listProjectServiceAccounts",
+        (_PROJECT,),
+        _list(_ref("ProjectServiceAccount")),
+    ),
+    RouteSpec(
+        "backend",
+        "POST",
+        f"{_BE}/projects/service-accounts",
+        "addProjectServiceAccount",
+        (_PROJECT, _body("account", {"type": "object"})),
+        {"type": "object"},
+    ),
+    RouteSpec(
+        "backend",
+        "DELETE",
+        f"{_BE}/projects/service-accounts",
+        "deleteProjectServiceAccount",
+        (_PROJECT, _q("serviceAccountId", required=True)),
+        None,
+    ),
+    RouteSpec(
+        "backend",
+        "POST",
+        f"{_BE}/invitations/organization",
+        "createOrganizationInvitations",
+        (_body("newOrganizationInvitations", {"type": "object"}),),
+        {"type": "object"},
+    ),
+)
 
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(
@@ -500,6 +625,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         (_q("projectIdentifier", required=True),),
         _ref("TrashResult"),
     ),
+    *MANAGEMENT_ROUTES,
 )
 
 SWAGGER_PATHS = {
@@ -518,6 +644,8 @@ def build_spec(api: str, host: str | None = None) -> JSON:
         responses: JSON = {"200": {"description": "OK"}}
         if route.response is not None:
             responses["200"]["schema"] = route.response
+        for status, schema in route.error_responses:
+            responses[status] = {"description": "Error", "schema": schema}
         op: JSON = {
             "operationId": route.operation_id,
             "tags": ["api"],

@@ -59,8 +59,8 @@ def test_fields_round_trip(emulator: NeptuneEmulator, mode: str) -> None:
     ) as run:
         run["params"] = {"lr": 0.25, "epochs": 7, "use_gpu": True, "optimizer": "adam"}
         run["when"] = when
-        run["labels"].add(["x", "y"])
-        run["labels"].remove("x")
+        run["sys/group_tags"].add(["x", "y"])
+        run["sys/group_tags"].remove("x")
         run["sys/tags"].add("c")
         run.wait()
         sys_id = run["sys/id"].fetch()
@@ -69,7 +69,7 @@ def test_fields_round_trip(emulator: NeptuneEmulator, mode: str) -> None:
         assert run["params/use_gpu"].fetch() is True
         assert run["params/optimizer"].fetch() == "adam"
         assert run["when"].fetch() == when
-        assert run["labels"].fetch() == {"y"}
+        assert run["sys/group_tags"].fetch() == {"y"}
         assert run["sys/tags"].fetch() == {"a", "b", "c"}
         everything = run.fetch()
         assert everything["params"] == {"lr": 0.25, "epochs": 7, "use_gpu": True, "optimizer": "adam"}
