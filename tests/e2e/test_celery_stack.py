@@ -86,10 +86,16 @@ class Celery:
     def read_back(self, sys_id: str) -> RunSnapshot:
         """One run as the plain client reads it (the emulator's limit lifted: reading is not the test)."""
         previous = self.emulator.set_faults(rate_limit=None)
+        # Only for this read: the variable must not leak into the tests that run after this module.
+        saved = os.environ.get("NEPTUNE_ALLOW_SELF_SIGNED_CERTIFICATE")
         os.environ["NEPTUNE_ALLOW_SELF_SIGNED_CERTIFICATE"] = "1"
         try:
             return read_run(self.emulator.api_token, self.emulator.project, sys_id, self.home / "downloads")
         finally:
+            if saved is None:
+                os.environ.pop("NEPTUNE_ALLOW_SELF_SIGNED_CERTIFICATE", None)
+            else:
+                os.environ["NEPTUNE_ALLOW_SELF_SIGNED_CERTIFICATE"] = saved
             self.emulator.set_faults(rate_limit=previous.get("rate_limit"))
 
 
