@@ -10,42 +10,12 @@ from __future__ import annotations
 import os
 import uuid
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 pytestmark = pytest.mark.integration
-
-QUIET: dict[str, Any] = {
-    "capture_stdout": False,
-    "capture_stderr": False,
-    "capture_hardware_metrics": False,
-    "capture_traceback": False,
-    "source_files": [],
-    "git_ref": False,
-}
-
-
-@pytest.fixture
-def run_factory(neptune_emulator_env: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
-    """Open runs on the emulator from inside tmp_path (the async queue lives under the cwd)."""
-    import neptune
-
-    monkeypatch.chdir(tmp_path)
-    opened: list[Any] = []
-
-    def open_run(mode: str) -> Any:
-        run = neptune.init_run(
-            project=neptune_emulator_env.project, api_token=neptune_emulator_env.api_token, mode=mode, **QUIET
-        )
-        opened.append(run)
-        return run
-
-    yield open_run
-    for run in opened:
-        run.stop()
 
 
 def _write(root: Path, files: dict[str, bytes]) -> None:
