@@ -41,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from tests.e2e.stack import REPO, AirflowStack, StackError, free_port, wait_until
+from tests.e2e.stack import REPO, AirflowStack, StackError, free_port, stop_process_groups, wait_until
 
 COMPOSE_FILE = REPO / "docker-compose.yaml"
 VENV_BIN = Path(sys.executable).parent
@@ -658,22 +658,7 @@ class ComposeStack(AirflowStack):
             [n for n in self.processes if n in needed],
         ]
         for tier in tiers:
-            procs = [self.processes[name] for name in tier]
-            for proc in procs:
-                if proc.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            for proc in procs:
-                try:
-                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=10)
-                # Children that left the process group's leader behind (task processes) go too.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+            stop_process_groups([self.processes[name] for name in tier], timeout)
         self.processes.clear()
         if self.postgres_root is not None:
             shutil.rmtree(self.postgres_root, ignore_errors=True)

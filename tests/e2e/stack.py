@@ -84,6 +84,28 @@ def max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
     return peak
 
 
+def stop_process_groups(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    """SIGTERM every process group at once, SIGKILL those left after ``timeout``.
+
+    Each process leads its own group; a final SIGKILL to the group also ends children that outlive
+    their leader (task processes forked by a scheduler or worker).
+    """
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 @dataclass
 class AirflowStack:
     """Real Airflow processes sharing one SQLite home; use as a context manager or call start()/stop()."""
@@ -224,21 +246,7 @@ class AirflowStack:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop every component: SIGTERM to each process group by PID, SIGKILL after ``timeout``."""
-        for proc in self.processes.values():
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for proc in self.processes.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-            # Workers forked by the scheduler share its group; make sure none outlives it.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_groups(list(self.processes.values()), timeout)
         self.processes.clear()
 
     def __enter__(self) -> AirflowStack:
