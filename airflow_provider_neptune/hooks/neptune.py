@@ -35,6 +35,12 @@ from airflow_provider_neptune.hooks import delivery, transport
 from airflow_provider_neptune.hooks.limiter import get_budget
 from airflow_provider_neptune.hooks.retry import RetryPolicy
 from airflow_provider_neptune.hooks.run_pool import POOL, PoolKey
+from airflow_provider_neptune.hooks.server_rules import (
+    COUNTER_KEYS,
+    bound_problem,
+    check_custom_run_id,
+    counter_delta,
+)
 from airflow_provider_neptune.hooks.settings import (
     NeptuneSettings,
     is_loopback_host,
@@ -46,7 +52,6 @@ if TYPE_CHECKING:
     import neptune
 
 POOL.drain = delivery.prepare_stop
-MAX_CUSTOM_RUN_ID_LENGTH = 36
 #: Points per ``extend()`` call (the client splits them into operations of 100 points).
 EXTEND_BATCH = 1000
 #: Background capture the client would otherwise start for every handle: off unless asked for.
@@ -58,34 +63,9 @@ RUN_DEFAULTS: dict[str, Any] = {
     "source_files": [],
     "git_ref": False,
 }
-COUNTER_KEYS = ("requests", "throttled", "retries", "points", "bytes")
 #: Points per series read request (what the neptune client itself asks for).
 READ_PAGE = 1000
-#: Largest accepted |step|: every integer up to 2**53 is exact in float64, the server's step type.
-MAX_ABS_STEP = float(2**53)
-#: Accepted timestamps, unix seconds: 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z (what datetime holds).
-TIMESTAMP_RANGE = (0.0, 253402300799.0)
 _SERVER_MODES = ("async", "sync", "read-only")
-
-
-def _check_custom_run_id(custom_run_id: str | None) -> None:
-    if custom_run_id is not None and len(custom_run_id) > MAX_CUSTOM_RUN_ID_LENGTH:
-        raise ValueError(
-            f"custom_run_id {custom_run_id!r} has {len(custom_run_id)} characters; Neptune accepts at most "
-            f"{MAX_CUSTOM_RUN_ID_LENGTH} and would silently create a new run every time"
-        )
-
-
-def bound_problem(what: str, number: float) -> str | None:
-    """Why a finite step or timestamp is out of the accepted range, or None when it is fine."""
-    if what == "step" and abs(number) > MAX_ABS_STEP:
-        return f"|step| must be at most 2**53 ({MAX_ABS_STEP:.0f}) so that it is exact in float64"
-    if what == "timestamp" and not TIMESTAMP_RANGE[0] <= number <= TIMESTAMP_RANGE[1]:
-        return (
-            f"timestamps are unix seconds from {TIMESTAMP_RANGE[0]:.0f} (1970-01-01) to "
-            f"{TIMESTAMP_RANGE[1]:.0f} (9999-12-31T23:59:59Z)"
-        )
-    return None
 
 
 def _as_float_list(name: str, what: str, values: Iterable[Any]) -> list[float]:
@@ -434,7 +414,7 @@ class NeptuneHook(BaseHook):
         """
         if run_id and custom_run_id:
             raise ValueError("pass run_id or custom_run_id, not both")
-        _check_custom_run_id(custom_run_id)
+        check_custom_run_id(custom_run_id)
         mode = (mode or self.settings.mode).lower()
         scope = self._scope()
         if mode == "read-only" and custom_run_id and not run_id:
@@ -560,7 +540,7 @@ class NeptuneHook(BaseHook):
         Idempotent with a custom run id (at most 36 characters, else ValueError). Waits until the
         initial fields reached the server.
         """
-        _check_custom_run_id(custom_run_id)
+        check_custom_run_id(custom_run_id)
         kwargs = dict(init_kwargs)
         if name is not None:
             kwargs["name"] = name
@@ -761,7 +741,7 @@ class NeptuneHook(BaseHook):
             "last_steps": last_steps,
             "read_requests": reads,
         }
-        self._report(f"log_metrics run {run_id}", {k: after[k] - before[k] for k in COUNTER_KEYS})
+        self._report(f"log_metrics run {run_id}", counter_delta(before, after))
         return summary
 
     def _resume_plan(
@@ -942,7 +922,7 @@ class NeptuneHook(BaseHook):
         if not stopped:
             self.log.info("Neptune run %s is not open in this process; nothing to stop", run_id)
         after = self.counters
-        self._report(f"stop_run {run_id}", {k: after[k] - before[k] for k in COUNTER_KEYS})
+        self._report(f"stop_run {run_id}", counter_delta(before, after))
         if problems:
             raise problems[0]
 

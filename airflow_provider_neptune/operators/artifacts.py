@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_neptune.hooks.server_rules import REQUEST_KEYS, counter_delta
 from airflow_provider_neptune.links import NeptuneRunLink, record_run_link
 
 if TYPE_CHECKING:
@@ -110,8 +111,7 @@ def resolve_files(path: str, *, follow_symlinks: bool = False) -> list[Path]:
 
 def request_counts(hook: NeptuneHook, before: dict[str, int]) -> dict[str, int]:
     """Requests, 429s and retries this process sent to the hook's server since ``before``."""
-    after = hook.counters
-    return {key: after.get(key, 0) - before.get(key, 0) for key in ("requests", "throttled", "retries")}
+    return counter_delta(before, hook.counters, REQUEST_KEYS)
 
 
 class NeptuneUploadArtifactOperator(BaseOperator):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_neptune.condition_params import STATE_FIELD
+from airflow_provider_neptune.hooks.server_rules import MAX_CUSTOM_RUN_ID_LENGTH, check_custom_run_id
 from airflow_provider_neptune.links import NeptuneRunLink, record_run_link
 
 if TYPE_CHECKING:
@@ -25,9 +26,6 @@ if TYPE_CHECKING:
 
 CUSTOM_RUN_ID_XCOM_KEY = "custom_run_id"
 """XCom key under which NeptuneCreateRunOperator pushes the run's custom id."""
-
-MAX_CUSTOM_RUN_ID_LENGTH = 36
-"""The neptune client silently ignores longer custom run ids (and creates a new run every time)."""
 
 _CUSTOM_ID_PREFIX = "airflow-"
 
@@ -126,11 +124,8 @@ class NeptuneCreateRunOperator(_NeptuneRunOperator):
         self.params_namespace = params_namespace
         self.custom_run_id = custom_run_id
         self.timeout = timeout
-        if custom_run_id and len(custom_run_id) > MAX_CUSTOM_RUN_ID_LENGTH and "{{" not in custom_run_id:
-            raise ValueError(
-                f"custom_run_id must be at most {MAX_CUSTOM_RUN_ID_LENGTH} characters: the neptune "
-                f"client ignores longer ones and creates a new run on every retry"
-            )
+        if custom_run_id and "{{" not in custom_run_id:
+            check_custom_run_id(custom_run_id)
 
     def _tags(self) -> list[str]:
         tags: Iterable[Any] = [self.tags] if isinstance(self.tags, str) else self.tags or ()
@@ -143,10 +138,7 @@ class NeptuneCreateRunOperator(_NeptuneRunOperator):
         custom_run_id = self.custom_run_id or derive_custom_run_id(
             dag_id, dag_run_id, self.name, getattr(ti, "map_index", -1)
         )
-        if len(custom_run_id) > MAX_CUSTOM_RUN_ID_LENGTH:
-            raise ValueError(
-                f"custom_run_id {custom_run_id!r} is longer than {MAX_CUSTOM_RUN_ID_LENGTH} characters"
-            )
+        check_custom_run_id(custom_run_id)
         fields: dict[str, bool | int | float | str] = {
             "airflow/dag_id": dag_id,
             "airflow/dag_run_id": dag_run_id,

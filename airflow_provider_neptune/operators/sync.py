@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
+from airflow_provider_neptune.hooks.server_rules import REQUEST_KEYS, counter_delta
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -181,10 +183,7 @@ class NeptuneSyncOperator(BaseOperator):
             finally:
                 backend.close()
         report = _report(base, synced, backend, left)
-        after = hook.counters
-        report["requests"] = {
-            k: after.get(k, 0) - requests_before.get(k, 0) for k in ("requests", "throttled", "retries")
-        }
+        report["requests"] = counter_delta(requests_before, hook.counters, REQUEST_KEYS)
         self.log.info(
             "Synced %d run(s) from %s: %d operations sent, %d rejected; left: %s",
             len(synced),

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_artifacts_support import TaskInstanceStub, close_pooled_runs, context, plain_run, use_emulator  # noqa: F401 (fixture)
 
 from airflow_provider_neptune.hooks.neptune import NeptuneHook
 from airflow_provider_neptune.hooks.run_pool import POOL
@@ -19,6 +18,13 @@ from airflow_provider_neptune.operators.artifacts import (
     NeptuneUploadArtifactOperator,
 )
 from airflow_provider_neptune.operators.checkpoint_records import RECORD_MARKER
+from tests.helpers.artifacts_support import (  # noqa: F401 (fixture)
+    TaskInstanceStub,
+    close_pooled_runs,
+    context,
+    plain_run,
+    use_emulator,
+)
 
 pytestmark = pytest.mark.integration
 

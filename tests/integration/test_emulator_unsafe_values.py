@@ -13,12 +13,12 @@ from typing import Any
 import neptune
 import pytest
 from neptune.exceptions import MetadataInconsistency
-from test_artifacts_support import close_pooled_runs, context, use_emulator  # noqa: F401 (fixture)
 
 from airflow_provider_neptune.exceptions import NeptuneDeliveryError
 from airflow_provider_neptune.hooks.neptune import RUN_DEFAULTS as QUIET
 from airflow_provider_neptune.operators import NeptuneLogMetricsOperator
 from airflow_provider_neptune.operators.artifacts import NeptuneArtifactRetentionOperator
+from tests.helpers.artifacts_support import close_pooled_runs, context, use_emulator  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
 MODES = ["sync", "async"]

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
-from run_metrics_support import context, series_points, use_emulator
 
 from airflow_provider_neptune.exceptions import NeptuneDeliveryError, NeptuneStepConflictError
 from airflow_provider_neptune.hooks import delivery
 from airflow_provider_neptune.hooks.run_pool import POOL
+from tests.helpers.run_metrics_support import context, series_points, use_emulator
 
 pytestmark = pytest.mark.integration
 MODES = ["sync", "async"]

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from run_metrics_support import series_points, use_emulator
+
+from tests.helpers.run_metrics_support import series_points, use_emulator
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from test_artifacts_support import close_pooled_runs, context, plain_run, use_emulator  # noqa: F401 (fixture)
 
 from airflow_provider_neptune.operators import checkpoint_store
 from airflow_provider_neptune.operators.artifacts import (
@@ -21,6 +20,7 @@ from airflow_provider_neptune.operators.artifacts import (
     NeptuneRetentionRefusedError,
 )
 from airflow_provider_neptune.operators.checkpoint_records import RECORD_MARKER
+from tests.helpers.artifacts_support import close_pooled_runs, context, plain_run, use_emulator  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_artifacts_support import close_pooled_runs, context, plain_run  # noqa: F401 (fixture)
 
 from airflow_provider_neptune.hooks.neptune import NeptuneHook
 from airflow_provider_neptune.operators.artifacts import (
@@ -23,6 +22,7 @@ from airflow_provider_neptune.operators.artifacts import (
     NeptuneUploadArtifactOperator,
 )
 from airflow_provider_neptune.operators.sync import NeptuneSyncOperator
+from tests.helpers.artifacts_support import close_pooled_runs, context, plain_run  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_artifacts_support import close_pooled_runs, plain_run  # noqa: F401 (fixture)
 
 from airflow_provider_neptune.hooks.run_pool import POOL
+from tests.helpers.artifacts_support import close_pooled_runs, plain_run  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from run_metrics_support import (
+
+from airflow_provider_neptune.exceptions import NeptuneDeliveryError
+from airflow_provider_neptune.hooks.neptune import NeptuneHook
+from airflow_provider_neptune.operators import NeptuneCreateRunOperator, NeptuneStopRunOperator
+from airflow_provider_neptune.run_conditions import STATE_FIELD
+from tests.helpers.run_metrics_support import (
     TaskInstanceStub,
     context,
     read_only_run,
@@ -15,11 +20,6 @@ from run_metrics_support import (
     use_emulator,
     wait_until_idle,
 )
-
-from airflow_provider_neptune.exceptions import NeptuneDeliveryError
-from airflow_provider_neptune.hooks.neptune import NeptuneHook
-from airflow_provider_neptune.operators import NeptuneCreateRunOperator, NeptuneStopRunOperator
-from airflow_provider_neptune.run_conditions import STATE_FIELD
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
-from run_metrics_support import context, read_only_run, series_points, use_emulator
 
 from airflow_provider_neptune.operators import NeptuneCreateRunOperator, NeptuneLogMetricsOperator
+from tests.helpers.run_metrics_support import context, read_only_run, series_points, use_emulator
 
 pytestmark = pytest.mark.integration
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from run_metrics_support import context, series_points, use_emulator
 
 from airflow_provider_neptune.hooks.neptune import NeptuneHook
 from airflow_provider_neptune.operators import NeptuneCreateRunOperator, NeptuneLogMetricsOperator
+from tests.helpers.run_metrics_support import context, series_points, use_emulator
 
 pytestmark = pytest.mark.integration
 

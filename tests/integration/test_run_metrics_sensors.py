@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
-from run_metrics_support import context, use_emulator
 
 from airflow_provider_neptune.hooks.neptune import NeptuneHook
 from airflow_provider_neptune.operators import (
@@ -17,6 +16,7 @@ from airflow_provider_neptune.operators import (
 )
 from airflow_provider_neptune.sensors import NeptuneMetricSensor, NeptuneRunSensor
 from airflow_provider_neptune.triggers.neptune import NeptuneConditionTrigger
+from tests.helpers.run_metrics_support import context, use_emulator
 
 pytestmark = pytest.mark.integration
 

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_artifacts_support import close_pooled_runs, context, plain_run, use_emulator  # noqa: F401 (fixture)
 
 from airflow_provider_neptune.hooks.neptune import NeptuneHook
 from airflow_provider_neptune.operators.artifacts import NeptuneUploadArtifactOperator
 from airflow_provider_neptune.operators.sync import LOCK_NAME, NeptuneSyncOperator
+from tests.helpers.artifacts_support import close_pooled_runs, context, plain_run, use_emulator  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
 

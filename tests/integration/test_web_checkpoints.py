@@ -9,8 +9,9 @@ from html import unescape
 from typing import Any
 
 import pytest
-from test_artifacts_support import close_pooled_runs, context, use_emulator  # noqa: F401 (fixture)
 from test_retention import SCORES, _op, _payload, make_runs
+
+from tests.helpers.artifacts_support import close_pooled_runs, context, use_emulator  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from airflow_provider_neptune.hooks.neptune import _as_float_list, bound_problem
+from airflow_provider_neptune.hooks.neptune import _as_float_list
+from airflow_provider_neptune.hooks.server_rules import bound_problem
 
 
 def test_the_edges_of_the_ranges_are_accepted() -> None:

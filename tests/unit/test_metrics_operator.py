@@ -6,11 +6,11 @@ import re
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
-from run_metrics_fakes import FakeHook, FakeTI, make_context
 
 from airflow_provider_neptune.links import RUN_URL_XCOM_KEY
 from airflow_provider_neptune.operators import NeptuneLogMetricsOperator
 from airflow_provider_neptune.operators.metrics import PROGRESS_MIN_POINTS, progress_logger
+from tests.helpers.run_metrics_fakes import FakeHook, FakeTI, make_context
 
 
 def _run(**kwargs: object) -> tuple[dict[str, object], FakeHook, FakeTI]:

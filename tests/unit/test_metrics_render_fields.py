@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
-from run_metrics_fakes import FakeHook, make_context
 
 from airflow_provider_neptune.operators import NeptuneLogMetricsOperator
 from airflow_provider_neptune.operators.metrics import rendered_problems
+from tests.helpers.run_metrics_fakes import FakeHook, make_context
 
 NAN, INF = float("nan"), float("inf")
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
-from run_metrics_fakes import FakeHook, make_context
 
 from airflow_provider_neptune.operators import NeptuneLogMetricsOperator
 from airflow_provider_neptune.operators.metric_inputs import open_metric_source
 from airflow_provider_neptune.operators.metrics import DEFAULT_CHUNK_POINTS
+from tests.helpers.run_metrics_fakes import FakeHook, make_context
 
 SERIES = ("train/loss", "train/acc", "val/loss")
 

@@ -13,7 +13,6 @@ from airflow.sdk.exceptions import (
     AirflowRescheduleException,
     TaskDeferred,
 )
-from run_metrics_fakes import FakeHook, make_context
 
 from airflow_provider_neptune.exceptions import NeptuneRunNotFoundError
 from airflow_provider_neptune.links import RUN_URL_XCOM_KEY
@@ -24,6 +23,7 @@ from airflow_provider_neptune.run_conditions import (
 )
 from airflow_provider_neptune.sensors import NeptuneMetricSensor, NeptuneRunSensor
 from airflow_provider_neptune.triggers.neptune import NeptuneConditionTrigger
+from tests.helpers.run_metrics_fakes import FakeHook, make_context
 
 
 def _hook(points: list[tuple[float, float]] | None = None, **fields: Any) -> FakeHook:

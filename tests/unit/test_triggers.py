@@ -10,10 +10,10 @@ import pytest
 from airflow.sdk._shared.module_loading import import_string
 from airflow.sdk.serde import deserialize, serialize
 from airflow.triggers.base import TriggerEvent
-from run_metrics_fakes import FakeHook
 
 from airflow_provider_neptune.run_conditions import STATE_FIELD, MetricCondition, RunCondition
 from airflow_provider_neptune.triggers.neptune import NeptuneConditionTrigger
+from tests.helpers.run_metrics_fakes import FakeHook
 
 CONDITION = MetricCondition("SAN-1", "val/acc", ">=", 0.9, value_mode="best", window=3)
 
