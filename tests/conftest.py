@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,6 +15,7 @@ _BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 
 # Must happen before anything imports airflow.
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="apn-airflow-home-"))
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)  # leave nothing behind in /tmp
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 _REPO = Path(__file__).resolve().parents[1]
