@@ -28,8 +28,8 @@ def build_hook(neptune_conn_id: str, project: Any = None, mode: Any = None) -> N
     Templated ``project``/``mode`` may render to ``""`` or ``"None"`` when not set: both then fall back
     to the connection (and NEPTUNE_* variables), like None.
     """
+    from airflow_provider_neptune.core.rendered_values import as_optional_str
     from airflow_provider_neptune.hooks.neptune import NeptuneHook
-    from airflow_provider_neptune.operators.rendered_values import as_optional_str
 
     return NeptuneHook(neptune_conn_id, project=as_optional_str(project), mode=as_optional_str(mode))
 

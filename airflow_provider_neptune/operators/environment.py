@@ -31,8 +31,8 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_neptune.exceptions import NeptuneProviderError
 
 if TYPE_CHECKING:
+    from airflow_provider_neptune.core.environment_checks import CheckResult
     from airflow_provider_neptune.hooks.neptune import NeptuneHook
-    from airflow_provider_neptune.operators.environment_checks import CheckResult
 
 # environment_checks (and through it `packaging`) is imported inside the functions that run the
 # checks, on the worker: a DAG file that only builds the operator does not pay for it at parse time.
@@ -167,7 +167,7 @@ def plainly_valid_requirements(requirements: object) -> bool:
 
 def _reported_names(required_env: Iterable[str], environ: Mapping[str, str]) -> list[str]:
     """Variable names worth comparing across workers: the required ones and the client's own."""
-    from airflow_provider_neptune.operators.environment_checks import present_env_names
+    from airflow_provider_neptune.core.environment_checks import present_env_names
 
     names = set(required_env) | set(_REPORTED_VARIABLES)
     names |= {name for name in environ if name.startswith(_REPORTED_VARIABLE_PREFIXES)}
@@ -197,7 +197,7 @@ def collect_environment(
     ``check_connection`` also token, project, round trip, server client range and clock). Without a
     hook only local checks run. Usable outside Airflow, e.g. in a worker image's smoke test.
     """
-    from airflow_provider_neptune.operators.environment_checks import (
+    from airflow_provider_neptune.core.environment_checks import (
         LEGACY_CLIENT_DISTRIBUTION,
         PYTHON,
         CheckResult,
@@ -289,7 +289,7 @@ def _check_server(
     server: dict[str, Any],
 ) -> list[CheckResult]:
     """Connection, server-supported client versions, round trip and clock; fills ``server``."""
-    from airflow_provider_neptune.operators.environment_checks import (
+    from airflow_provider_neptune.core.environment_checks import (
         NEPTUNE_DISTRIBUTION,
         CheckResult,
         check_clock_skew,
@@ -449,7 +449,7 @@ class NeptuneValidateEnvironmentOperator(BaseOperator):
         self.project = project
         # Fail at parse time on a malformed literal requirement; templated ones are checked at run time.
         if requirements and "{{" not in str(requirements) and not plainly_valid_requirements(requirements):
-            from airflow_provider_neptune.operators.environment_checks import normalize_requirements
+            from airflow_provider_neptune.core.environment_checks import normalize_requirements
 
             normalize_requirements(requirements)
 
@@ -505,7 +505,7 @@ class NeptuneValidateEnvironmentOperator(BaseOperator):
 
     def _log_to_run(self, run_id: str, fingerprint: Mapping[str, Any]) -> CheckResult:
         """Store the fingerprint in the run and confirm delivery; a failure becomes a failed check."""
-        from airflow_provider_neptune.operators.environment_checks import CheckResult
+        from airflow_provider_neptune.core.environment_checks import CheckResult
 
         path = run_path(self.run_namespace, fingerprint["hostname"], str(fingerprint["worker"]))
         try:

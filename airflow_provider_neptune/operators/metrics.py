@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
 
+    from airflow_provider_neptune.core.metric_inputs import MetricBatch, MetricScan, MetricSource
     from airflow_provider_neptune.hooks.neptune import NeptuneHook
-    from airflow_provider_neptune.operators.metric_inputs import MetricBatch, MetricScan, MetricSource
 
 PROGRESS_MIN_POINTS = 1000
 """Inputs with at least this many points get progress lines in the task log."""
@@ -199,7 +199,7 @@ class NeptuneLogMetricsOperator(BaseOperator):
         (nothing kept but per-series state) and read again, chunk by chunk, while it is sent.
         """
         # Imported here, on the worker: parsing a DAG file that builds this operator does not need it.
-        from airflow_provider_neptune.operators.metric_inputs import MetricInputError, open_metric_source
+        from airflow_provider_neptune.core.metric_inputs import MetricInputError, open_metric_source
 
         try:
             source = open_metric_source(
@@ -225,7 +225,7 @@ class NeptuneLogMetricsOperator(BaseOperator):
 
     def _chunks(self, source: MetricSource, scan: MetricScan) -> Iterator[MetricBatch]:
         """The source's chunks; a file that turns bad while it is read again fails the task."""
-        from airflow_provider_neptune.operators.metric_inputs import MetricInputError
+        from airflow_provider_neptune.core.metric_inputs import MetricInputError
 
         chunks = source.chunks(self.chunk_points if source.from_file else max(1, scan.points))
         while True:

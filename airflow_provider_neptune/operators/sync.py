@@ -50,7 +50,7 @@ def resolve_data_directory(data_directory: str | None) -> Path:
     Accepts that folder itself, or a folder containing ``.neptune``; default ``NEPTUNE_DATA_DIRECTORY``
     else ``./.neptune`` (as the client writes).
     """
-    from airflow_provider_neptune.operators.rendered_values import as_optional_str
+    from airflow_provider_neptune.core.rendered_values import as_optional_str
 
     raw = as_optional_str(data_directory) or os.environ.get(DATA_DIRECTORY_ENV) or DEFAULT_DATA_DIRECTORY
     path = Path(raw).expanduser().resolve()
@@ -157,8 +157,8 @@ class NeptuneSyncOperator(BaseOperator):
         self.project = project
 
     def _hook(self) -> NeptuneHook:
+        from airflow_provider_neptune.core.rendered_values import as_optional_str
         from airflow_provider_neptune.hooks.neptune import NeptuneHook
-        from airflow_provider_neptune.operators.rendered_values import as_optional_str
 
         # Syncing needs a server whatever mode the connection's tasks log in (often offline).
         return NeptuneHook(self.neptune_conn_id, project=as_optional_str(self.project), mode="async")
@@ -167,7 +167,7 @@ class NeptuneSyncOperator(BaseOperator):
         """Sync everything that can be synced, then report what was sent and what is left."""
         from filelock import FileLock
 
-        from airflow_provider_neptune.operators.rendered_values import as_bool
+        from airflow_provider_neptune.core.rendered_values import as_bool
 
         base = resolve_data_directory(self.data_directory)
         offline_only = as_bool("offline_only", self.offline_only)

@@ -19,8 +19,8 @@ from airflow_provider_neptune.links import NeptuneRunLink, record_run_link
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_neptune.core.run_conditions import MetricCondition, Outcome, RunCondition
     from airflow_provider_neptune.hooks.neptune import NeptuneHook
-    from airflow_provider_neptune.run_conditions import MetricCondition, Outcome, RunCondition
 
 # run_conditions and the trigger are imported where they are used (on the worker), not at module
 # level: a DAG file that only builds the sensors does not pay for them at parse time.
@@ -183,7 +183,7 @@ class NeptuneMetricSensor(_NeptuneConditionSensor):
 
     def build_condition(self) -> MetricCondition:
         """Return the metric condition from the rendered parameters."""
-        from airflow_provider_neptune.run_conditions import MetricCondition
+        from airflow_provider_neptune.core.run_conditions import MetricCondition
 
         return MetricCondition(
             run_id=str(self.run_id),
@@ -219,6 +219,6 @@ class NeptuneRunSensor(_NeptuneConditionSensor):
 
     def build_condition(self) -> RunCondition:
         """Return the run condition from the rendered parameters."""
-        from airflow_provider_neptune.run_conditions import RunCondition
+        from airflow_provider_neptune.core.run_conditions import RunCondition
 
         return RunCondition(run_id=str(self.run_id), wait_for=self.wait_for, field=self.field)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_neptune.run_conditions import Outcome, condition_from_dict
+from airflow_provider_neptune.core.run_conditions import Outcome, condition_from_dict
 
 if TYPE_CHECKING:
     from airflow_provider_neptune.hooks.neptune import NeptuneHook

@@ -13,11 +13,11 @@ import sys
 
 import pytest
 
+from airflow_provider_neptune.core.environment_checks import normalize_requirements
 from airflow_provider_neptune.operators.environment import (
     NeptuneValidateEnvironmentOperator,
     plainly_valid_requirements,
 )
-from airflow_provider_neptune.operators.environment_checks import normalize_requirements
 
 PROBE = """
 import sys
@@ -57,15 +57,15 @@ print(" ".join(sorted(set(sys.modules) - before)))
 """
 
 WORKER_SIDE = {
-    "airflow_provider_neptune.run_conditions",
+    "airflow_provider_neptune.core.run_conditions",
     "airflow_provider_neptune.triggers.neptune",
     "airflow_provider_neptune.hooks.neptune",
     "airflow_provider_neptune.operators.checkpoint_records",
     "airflow_provider_neptune.operators.checkpoint_store",
     "airflow_provider_neptune.operators.retention_plan",
-    "airflow_provider_neptune.operators.metric_inputs",
-    "airflow_provider_neptune.operators.environment_checks",
-    "airflow_provider_neptune.operators.rendered_values",
+    "airflow_provider_neptune.core.metric_inputs",
+    "airflow_provider_neptune.core.environment_checks",
+    "airflow_provider_neptune.core.rendered_values",
     "packaging.requirements",
     "packaging.specifiers",
     "neptune",

@@ -22,7 +22,7 @@ from airflow_provider_neptune.operators.fingerprints import (
     environment_check_group,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def fp(worker: str, host: str, neptune: str | None = "1.14.0", **extra: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from airflow_provider_neptune.operators.metric_inputs import MetricInputError
+from airflow_provider_neptune.core.metric_inputs import MetricInputError
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
 """Longest CSV line accepted; a longer one is an error instead of an unbounded read."""

@@ -229,7 +229,7 @@ class PointValidator:
         external_steps: Callable[[str], list[Any] | None] | None = None,
         external_timestamps: Callable[[str], list[Any] | None] | None = None,
     ) -> None:
-        from airflow_provider_neptune.operators.metric_files import INDEX_STEP, NO_TIMESTAMP
+        from airflow_provider_neptune.core.metric_files import INDEX_STEP, NO_TIMESTAMP
 
         self._index_step = INDEX_STEP
         self._no_timestamp = NO_TIMESTAMP
@@ -259,7 +259,7 @@ class PointValidator:
         self, path: str, value: Any, step_raw: Any, stamp_raw: Any, location: Any = None
     ) -> tuple[float, float, float | None] | None:
         """The point as (value, step, timestamp) floats, or None (and a recorded problem) if invalid."""
-        from airflow_provider_neptune.operators.metric_files import snippet
+        from airflow_provider_neptune.core.metric_files import snippet
 
         index = self.next_index.get(path, 0)
         self.next_index[path] = index + 1
@@ -378,7 +378,7 @@ def validate_series(
     are dropped and counted. Without steps, a series' point at index i gets step i (a skipped point
     does not shift the steps after it, so a retry maps every value to the same step).
     """
-    from airflow_provider_neptune.operators.metric_files import INDEX_STEP, NO_TIMESTAMP
+    from airflow_provider_neptune.core.metric_files import INDEX_STEP, NO_TIMESTAMP
 
     validator = PointValidator()
     result: dict[str, MetricSeries] = {}
@@ -533,7 +533,7 @@ def open_metric_source(
     skip_invalid: bool = False,
 ) -> MetricSource:
     """The input as a MetricSource: a mapping or JSON file validated now, CSV/Parquet streamed later."""
-    from airflow_provider_neptune.operators.metric_files import CsvFile, JsonFile, ParquetFile
+    from airflow_provider_neptune.core.metric_files import CsvFile, JsonFile, ParquetFile
 
     if (metrics is None) == (metrics_path is None or metrics_path == ""):
         raise MetricInputError("give exactly one of metrics or metrics_path")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_neptune.core.run_conditions import STATE_FIELD
 from airflow_provider_neptune.hooks.server_rules import MAX_CUSTOM_RUN_ID_LENGTH
 from airflow_provider_neptune.links import RUN_URL_XCOM_KEY, NeptuneRunLink
 from airflow_provider_neptune.operators import NeptuneCreateRunOperator, NeptuneStopRunOperator
 from airflow_provider_neptune.operators.run import derive_custom_run_id, flatten_fields
-from airflow_provider_neptune.run_conditions import STATE_FIELD
 from tests.helpers.run_metrics_fakes import FakeHook, FakeTI, make_context
 
 
