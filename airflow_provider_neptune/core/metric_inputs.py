@@ -22,12 +22,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_neptune.exceptions import MetricInputError
+
 MAX_REPORTED_PROBLEMS = 20
 """How many bad points an error message lists (the total count is always given)."""
-
-
-class MetricInputError(ValueError):
-    """The metrics input cannot be logged as given; the message says where and why."""
 
 
 @dataclass

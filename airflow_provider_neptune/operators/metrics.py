@@ -12,11 +12,11 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_neptune.exceptions import NeptuneSettingsError, NeptuneStepConflictError
 from airflow_provider_neptune.links import NeptuneRunLink, record_run_link
+from airflow_provider_neptune.operators.base import NeptuneBaseOperator
 
 if TYPE_CHECKING:
     import logging
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_neptune.core.metric_inputs import MetricBatch, MetricScan, MetricSource
-    from airflow_provider_neptune.hooks.neptune import NeptuneHook
 
 PROGRESS_MIN_POINTS = 1000
 """Inputs with at least this many points get progress lines in the task log."""
@@ -97,7 +96,7 @@ def rendered_problems(metrics: Any, steps: Any, timestamps: Any) -> list[str]:
     return [f"{where}: {number!r} is not finite" for where, number in found]
 
 
-class NeptuneLogMetricsOperator(BaseOperator):
+class NeptuneLogMetricsOperator(NeptuneBaseOperator):
     """Log many metric series to a run at once, from a mapping, XCom, or a JSON / CSV / Parquet file.
 
     NaN, Inf, non-numeric values and steps that do not strictly increase fail the task before anything
@@ -122,8 +121,8 @@ class NeptuneLogMetricsOperator(BaseOperator):
     :param chunk_points: points of a file per call to the hook (default 10,000): a file is read,
         validated and sent a chunk at a time; each call resumes and verifies, so a retried task stays
         idempotent. A mapping (already in memory) goes in one call.
-    :param neptune_conn_id: Airflow connection of type ``neptune``.
-    :param project: Neptune project ``workspace/name``; overrides the connection's.
+    :param neptune_conn_id: see :class:`~airflow_provider_neptune.operators.base.NeptuneBaseOperator`,
+        like ``project`` and ``mode``.
     """
 
     template_fields = ("run_id", "metrics", "metrics_path", "steps", "timestamps", "project")
@@ -141,8 +140,6 @@ class NeptuneLogMetricsOperator(BaseOperator):
         skip_invalid: bool = False,
         resume: bool = True,
         chunk_points: int = DEFAULT_CHUNK_POINTS,
-        neptune_conn_id: str = "neptune_default",
-        project: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -160,8 +157,6 @@ class NeptuneLogMetricsOperator(BaseOperator):
         self.skip_invalid = skip_invalid
         self.resume = resume
         self.chunk_points = chunk_points
-        self.neptune_conn_id = neptune_conn_id
-        self.project = project
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
         """Render, then check for NaN and infinities before Airflow stores the rendered fields.
@@ -185,12 +180,6 @@ class NeptuneLogMetricsOperator(BaseOperator):
             f"{len(problems)} invalid metric point(s) in the rendered input; nothing was sent "
             f"(set skip_invalid=True to skip them):\n  {shown}{more}"
         )
-
-    def make_hook(self) -> NeptuneHook:
-        """Return a hook on the operator's connection and project."""
-        from airflow_provider_neptune.hooks.neptune import NeptuneHook
-
-        return NeptuneHook(self.neptune_conn_id, project=self.project)
 
     def load(self) -> tuple[MetricSource, MetricScan]:
         """Open and validate the (rendered) input; an invalid input fails the task without retries.
@@ -250,8 +239,7 @@ class NeptuneLogMetricsOperator(BaseOperator):
         last_steps: dict[str, float | None] = {}
         chunks = 0
         done = 0
-        hook = self.make_hook()
-        try:
+        with self.closing_hook() as hook:
             record_run_link(self, context, hook.run_url(run_id))
             for chunk in self._chunks(source, scan):
                 series = {path: item for path, item in chunk.series.items() if item.values}
@@ -278,8 +266,6 @@ class NeptuneLogMetricsOperator(BaseOperator):
                         last_steps[path] = step
                 done += chunk.points
                 chunks += 1
-        finally:
-            hook.close()
         summary["last_steps"] = last_steps
         summary["points_invalid"] = scan.invalid
         summary["series"] = scan.series

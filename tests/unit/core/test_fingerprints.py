@@ -12,13 +12,13 @@ import pytest
 from airflow.sdk import DAG, TriggerRule
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_neptune.core.fingerprints import compare_fingerprints
 from airflow_provider_neptune.operators.environment import (
     FINGERPRINT_XCOM_KEY,
     NeptuneValidateEnvironmentOperator,
 )
 from airflow_provider_neptune.operators.fingerprints import (
     NeptuneCompareEnvironmentsOperator,
-    compare_fingerprints,
     environment_check_group,
 )
 
