@@ -65,7 +65,7 @@ class NeptuneDeliveryError(NeptuneProviderError):
         super().__init__(message)
 
 
-class NeptuneStepConflictError(NeptuneDeliveryError):
+class NeptuneStepConflictError(NeptuneDeliveryError, AirflowFailException):
     """Points at or below a series' last step on the server that it does not hold with the same value.
 
     Neptune series only grow, so they can never be delivered; retrying does not help.
@@ -101,6 +101,14 @@ class NeptuneEnvironmentMismatchError(NeptuneEnvironmentError, AirflowFailExcept
 
 class MetricInputError(NeptuneProviderError, AirflowFailException, ValueError):
     """The metrics input cannot be logged as given; the message says where and why (no retry helps)."""
+
+
+class NeptuneConditionError(NeptuneProviderError, AirflowFailException):
+    """A sensor's awaited condition can no longer be met (or its rendered parameters are invalid)."""
+
+
+class NeptuneTriggerError(NeptuneProviderError):
+    """The deferred sensor's trigger failed (e.g. the server could not be read); a retry may help."""
 
 
 class MetricFileError(MetricInputError):

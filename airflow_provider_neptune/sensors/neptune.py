@@ -10,9 +10,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_neptune.condition_params import check_metric_condition, check_run_condition
+from airflow_provider_neptune.exceptions import NeptuneConditionError, NeptuneTriggerError
 from airflow_provider_neptune.links import NeptuneRunLink, record_run_link
 from airflow_provider_neptune.operators.base import DEFAULT_CONN_ID, NeptuneHookMixin
 
@@ -61,7 +61,7 @@ class _NeptuneConditionSensor(NeptuneHookMixin, BaseSensorOperator):
 
     def _settle(self, outcome: Outcome) -> PokeReturnValue | bool:
         if outcome.status == "failed":
-            raise AirflowFailException(outcome.message)
+            raise NeptuneConditionError(outcome.message)
         if outcome.status == "met":
             self.log.info("%s", outcome.message)
             return PokeReturnValue(is_done=True, xcom_value=outcome.to_event())
@@ -112,8 +112,8 @@ class _NeptuneConditionSensor(NeptuneHookMixin, BaseSensorOperator):
             self.log.info("%s", message)
             return event
         if status == "failed":
-            raise AirflowFailException(message)
-        raise AirflowException(f"Neptune trigger failed: {message}")
+            raise NeptuneConditionError(message)
+        raise NeptuneTriggerError(f"Neptune trigger failed: {message}")
 
 
 class NeptuneMetricSensor(_NeptuneConditionSensor):
@@ -177,7 +177,7 @@ class NeptuneMetricSensor(_NeptuneConditionSensor):
             try:
                 return float(threshold)
             except ValueError:
-                raise AirflowFailException(
+                raise NeptuneConditionError(
                     f"threshold rendered to {threshold!r}, which is not a number"
                 ) from None
         return threshold

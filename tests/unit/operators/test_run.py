@@ -136,3 +136,12 @@ def test_stop_propagates_undelivered_data_error() -> None:
 def test_template_fields_include_run_id() -> None:
     assert "run_id" in NeptuneStopRunOperator.template_fields
     assert {"name", "tags", "description"} <= set(NeptuneCreateRunOperator.template_fields)
+
+
+def test_a_tags_string_is_one_tag_and_a_list_several() -> None:
+    op, hook = _create(tags="team,a")
+    op.execute(make_context(FakeTI()))
+    op2, hook2 = _create(tags=["team,a", "b", " ", "b"])
+    op2.execute(make_context(FakeTI()))
+    assert [call[1]["tags"] for call in hook.calls if call[0] == "create_run"] == [["team,a"]]
+    assert [call[1]["tags"] for call in hook2.calls if call[0] == "create_run"] == [["team,a", "b"]]
