@@ -1,8 +1,9 @@
 """The vocabulary of run conditions and the checks of their parameters, without the conditions.
 
 Sensors validate their parameters when a DAG file is parsed; this module lets them do it without
-importing ``run_conditions`` (its dataclasses cost parse time). ``run_conditions`` applies the same
-checks, so both report the same errors.
+importing the worker-side ``core.run_conditions`` (banned at parse time), which applies the same
+checks, so both report the same errors. It stays outside ``core/`` because sensors and
+NeptuneStopRunOperator (``STATE_FIELD``) need it at parse time.
 """
 
 from __future__ import annotations

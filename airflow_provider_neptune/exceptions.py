@@ -1,15 +1,19 @@
-"""Errors raised by the Neptune provider.
+"""Errors raised by the Neptune provider: the one error module (the emulator has its own).
 
 All derive from :class:`NeptuneProviderError`, itself an ``AirflowException``, so a task fails with
-a message that says what went wrong and what to do. None of them ever carries the API token.
+a message that says what went wrong and what to do; those a retry cannot help are also
+``AirflowFailException`` (the task fails without retries). None of them ever carries the API token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+if TYPE_CHECKING:
+    from airflow_provider_neptune.core.environment_checks import CheckResult
 
 
 class NeptuneProviderError(AirflowException):
@@ -61,8 +65,56 @@ class NeptuneDeliveryError(NeptuneProviderError):
         super().__init__(message)
 
 
-class NeptuneStepConflictError(NeptuneDeliveryError):
+class NeptuneStepConflictError(NeptuneDeliveryError, AirflowFailException):
     """Points at or below a series' last step on the server that it does not hold with the same value.
 
     Neptune series only grow, so they can never be delivered; retrying does not help.
     """
+
+
+class NeptuneSyncError(NeptuneProviderError, AirflowFailException):
+    """The server rejected some synced operations; the data they carried is lost (listed).
+
+    A retry cannot resend it (the client acknowledged those operations). ``report`` holds the full
+    sync report (what was synced, the errors, what is left).
+    """
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class NeptuneEnvironmentError(NeptuneProviderError):
+    """Some environment checks failed, at least one of which may pass on retry (connection, clock).
+
+    ``failures`` holds the failed checks of the worker (empty when workers were compared).
+    """
+
+    def __init__(self, message: str, failures: Sequence[CheckResult]) -> None:
+        super().__init__(message)
+        self.failures = list(failures)
+
+
+class NeptuneEnvironmentMismatchError(NeptuneEnvironmentError, AirflowFailException):
+    """Only deterministic checks failed (versions, variables, disk): retrying the task cannot help."""
+
+
+class MetricInputError(NeptuneProviderError, AirflowFailException, ValueError):
+    """The metrics input cannot be logged as given; the message says where and why (no retry helps)."""
+
+
+class NeptuneConditionError(NeptuneProviderError, AirflowFailException):
+    """A sensor's awaited condition can no longer be met (or its rendered parameters are invalid)."""
+
+
+class NeptuneTriggerError(NeptuneProviderError):
+    """The deferred sensor's trigger failed (e.g. the server could not be read); a retry may help."""
+
+
+class MetricFileError(MetricInputError):
+    """A metric file cannot be read as given; ``where`` is the file plus line/row and column."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.where = where
+        self.reason = reason

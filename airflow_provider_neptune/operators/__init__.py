@@ -10,6 +10,7 @@ if TYPE_CHECKING:
         NeptuneArtifactRetentionOperator,
         NeptuneUploadArtifactOperator,
     )
+    from airflow_provider_neptune.operators.base import NeptuneBaseOperator
     from airflow_provider_neptune.operators.environment import NeptuneValidateEnvironmentOperator
     from airflow_provider_neptune.operators.fingerprints import NeptuneCompareEnvironmentsOperator
     from airflow_provider_neptune.operators.metrics import NeptuneLogMetricsOperator
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from airflow_provider_neptune.operators.sync import NeptuneSyncOperator
 
 _MODULES: dict[str, str] = {
+    "NeptuneBaseOperator": "base",
     "NeptuneCreateRunOperator": "run",
     "NeptuneStopRunOperator": "run",
     "NeptuneLogMetricsOperator": "metrics",
@@ -29,6 +31,7 @@ _MODULES: dict[str, str] = {
 
 __all__ = [
     "NeptuneArtifactRetentionOperator",
+    "NeptuneBaseOperator",
     "NeptuneCompareEnvironmentsOperator",
     "NeptuneCreateRunOperator",
     "NeptuneLogMetricsOperator",

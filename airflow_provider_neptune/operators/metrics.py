@@ -8,24 +8,18 @@ as a stream (validate, then send chunk by chunk), so memory stays bounded.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
-
-from airflow_provider_neptune.exceptions import NeptuneSettingsError, NeptuneStepConflictError
+from airflow_provider_neptune.exceptions import MetricInputError, NeptuneSettingsError
 from airflow_provider_neptune.links import NeptuneRunLink, record_run_link
+from airflow_provider_neptune.operators.base import NeptuneBaseOperator
 
 if TYPE_CHECKING:
-    import logging
-
     import jinja2
     from airflow.sdk import Context
 
-    from airflow_provider_neptune.hooks.neptune import NeptuneHook
-    from airflow_provider_neptune.operators.metric_inputs import MetricBatch, MetricScan, MetricSource
+    from airflow_provider_neptune.core.metric_inputs import MetricBatch, MetricScan, MetricSource
 
 PROGRESS_MIN_POINTS = 1000
 """Inputs with at least this many points get progress lines in the task log."""
@@ -36,68 +30,8 @@ logged (the neptune client holds about 1 KB per point of a request it builds; be
 
 _SUMMED = ("points_sent", "points_skipped", "requests", "retries", "throttled", "read_requests")
 
-_PROGRESS_STEPS = 10
 
-
-def progress_logger(log: logging.Logger | Any, total: int, label: str) -> Callable[[int, int], None]:
-    """Return a callback ``(done, total)`` that logs at each tenth of the way (once per tenth)."""
-    logged = {"tenth": 0}
-
-    def report(done: int, total_points: int = total) -> None:
-        if total_points <= 0:
-            return
-        tenth = min(_PROGRESS_STEPS, done * _PROGRESS_STEPS // total_points)
-        if tenth > logged["tenth"]:
-            logged["tenth"] = tenth
-            log.info("%s: %d/%d points (%d%%)", label, done, total_points, 100 * done // total_points)
-
-    return report
-
-
-def _non_finite(value: Any, where: str) -> Iterator[tuple[str, float]]:
-    """(location, number) of every NaN or infinity inside lists and mappings of ``value``."""
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            yield where, value
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _non_finite(item, f"{where}[{key!r}]")
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            yield from _non_finite(item, f"{where} index {index}")
-
-
-def _as_text(value: Any) -> Any:
-    """``value`` with every NaN or infinity replaced by its text ("nan", "inf"), which JSON can hold."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if isinstance(value, Mapping):
-        return {key: _as_text(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_as_text(item) for item in value]
-    return value
-
-
-def rendered_problems(metrics: Any, steps: Any, timestamps: Any) -> list[str]:
-    """Every NaN or infinity in rendered metrics, steps and timestamps, named by series and index."""
-    found: list[tuple[str, float]] = []
-    if isinstance(metrics, Mapping):
-        for path, entry in metrics.items():
-            if isinstance(entry, Mapping):
-                for key, column in entry.items():
-                    found.extend(_non_finite(column, f"series {path!r} {key}"))
-            else:
-                found.extend(_non_finite(entry, f"series {path!r}"))
-    for name, field in (("steps", steps), ("timestamps", timestamps)):
-        if isinstance(field, Mapping):
-            for path, column in field.items():
-                found.extend(_non_finite(column, f"series {path!r} {name}"))
-        else:
-            found.extend(_non_finite(field, name))
-    return [f"{where}: {number!r} is not finite" for where, number in found]
-
-
-class NeptuneLogMetricsOperator(BaseOperator):
+class NeptuneLogMetricsOperator(NeptuneBaseOperator):
     """Log many metric series to a run at once, from a mapping, XCom, or a JSON / CSV / Parquet file.
 
     NaN, Inf, non-numeric values and steps that do not strictly increase fail the task before anything
@@ -122,8 +56,8 @@ class NeptuneLogMetricsOperator(BaseOperator):
     :param chunk_points: points of a file per call to the hook (default 10,000): a file is read,
         validated and sent a chunk at a time; each call resumes and verifies, so a retried task stays
         idempotent. A mapping (already in memory) goes in one call.
-    :param neptune_conn_id: Airflow connection of type ``neptune``.
-    :param project: Neptune project ``workspace/name``; overrides the connection's.
+    :param neptune_conn_id: see :class:`~airflow_provider_neptune.operators.base.NeptuneBaseOperator`,
+        like ``project`` and ``mode``.
     """
 
     template_fields = ("run_id", "metrics", "metrics_path", "steps", "timestamps", "project")
@@ -141,8 +75,6 @@ class NeptuneLogMetricsOperator(BaseOperator):
         skip_invalid: bool = False,
         resume: bool = True,
         chunk_points: int = DEFAULT_CHUNK_POINTS,
-        neptune_conn_id: str = "neptune_default",
-        project: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -160,8 +92,6 @@ class NeptuneLogMetricsOperator(BaseOperator):
         self.skip_invalid = skip_invalid
         self.resume = resume
         self.chunk_points = chunk_points
-        self.neptune_conn_id = neptune_conn_id
-        self.project = project
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
         """Render, then check for NaN and infinities before Airflow stores the rendered fields.
@@ -170,27 +100,23 @@ class NeptuneLogMetricsOperator(BaseOperator):
         compliant") without naming a series. They fail the task here naming series and index; with
         ``skip_invalid`` they become text ("nan"), skipped and counted like any invalid point.
         """
+        from airflow_provider_neptune.core.rendered_metrics import as_text, rendered_problems
+
         super().render_template_fields(context, jinja_env)
         problems = rendered_problems(self.metrics, self.steps, self.timestamps)
         if not problems:
             return
         if self.skip_invalid:
-            self.metrics = _as_text(self.metrics)
-            self.steps = _as_text(self.steps)
-            self.timestamps = _as_text(self.timestamps)
+            self.metrics = as_text(self.metrics)
+            self.steps = as_text(self.steps)
+            self.timestamps = as_text(self.timestamps)
             return
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise AirflowFailException(
+        raise MetricInputError(
             f"{len(problems)} invalid metric point(s) in the rendered input; nothing was sent "
             f"(set skip_invalid=True to skip them):\n  {shown}{more}"
         )
-
-    def make_hook(self) -> NeptuneHook:
-        """Return a hook on the operator's connection and project."""
-        from airflow_provider_neptune.hooks.neptune import NeptuneHook
-
-        return NeptuneHook(self.neptune_conn_id, project=self.project)
 
     def load(self) -> tuple[MetricSource, MetricScan]:
         """Open and validate the (rendered) input; an invalid input fails the task without retries.
@@ -199,25 +125,23 @@ class NeptuneLogMetricsOperator(BaseOperator):
         (nothing kept but per-series state) and read again, chunk by chunk, while it is sent.
         """
         # Imported here, on the worker: parsing a DAG file that builds this operator does not need it.
-        from airflow_provider_neptune.operators.metric_inputs import MetricInputError, open_metric_source
+        from airflow_provider_neptune.core.metric_inputs import open_metric_source
 
-        try:
-            source = open_metric_source(
-                self.metrics,
-                self.metrics_path or None,
-                self.steps,
-                self.timestamps,
-                skip_invalid=self.skip_invalid,
-            )
-            scan = source.scan()
-        except MetricInputError as exc:
-            raise AirflowFailException(str(exc)) from None
+        # A MetricInputError fails the task without retries (it is an AirflowFailException).
+        source = open_metric_source(
+            self.metrics,
+            self.metrics_path or None,
+            self.steps,
+            self.timestamps,
+            skip_invalid=self.skip_invalid,
+        )
+        scan = source.scan()
         for problem in scan.problems[:20]:
             self.log.warning("Skipped invalid point: %s", problem)
         if scan.invalid:
             self.log.warning("Skipped %d invalid point(s) in total", scan.invalid)
         if scan.points == 0:
-            raise AirflowFailException(f"No valid metric point to log in {source.description}")
+            raise MetricInputError(f"No valid metric point to log in {source.description}")
         self.log.info(
             "Validated %d point(s) in %d series of %s", scan.points, scan.series, source.description
         )
@@ -225,20 +149,12 @@ class NeptuneLogMetricsOperator(BaseOperator):
 
     def _chunks(self, source: MetricSource, scan: MetricScan) -> Iterator[MetricBatch]:
         """The source's chunks; a file that turns bad while it is read again fails the task."""
-        from airflow_provider_neptune.operators.metric_inputs import MetricInputError
-
-        chunks = source.chunks(self.chunk_points if source.from_file else max(1, scan.points))
-        while True:
-            try:
-                chunk = next(chunks)
-            except StopIteration:
-                return
-            except MetricInputError as exc:
-                raise AirflowFailException(str(exc)) from None
-            yield chunk
+        return source.chunks(self.chunk_points if source.from_file else max(1, scan.points))
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Validate the input, log it through the hook chunk by chunk, and return the total summary."""
+        from airflow_provider_neptune.core.progress import offset_progress, progress_logger
+
         source, scan = self.load()
         run_id = str(self.run_id)
         report = (
@@ -250,8 +166,7 @@ class NeptuneLogMetricsOperator(BaseOperator):
         last_steps: dict[str, float | None] = {}
         chunks = 0
         done = 0
-        hook = self.make_hook()
-        try:
+        with self.closing_hook() as hook:
             record_run_link(self, context, hook.run_url(run_id))
             for chunk in self._chunks(source, scan):
                 series = {path: item for path, item in chunk.series.items() if item.values}
@@ -262,15 +177,15 @@ class NeptuneLogMetricsOperator(BaseOperator):
                     timestamps = {path: list(item.timestamps or ()) for path, item in series.items()}
                 progress = None
                 if report is not None:
-                    progress = _offset_progress(report, done, scan.points)
+                    progress = offset_progress(report, done, scan.points)
                 try:
                     part = hook.log_metrics(
                         run_id, metrics, steps, timestamps, resume=self.resume, progress=progress
                     )
                 except NeptuneSettingsError:
                     raise
-                except (ValueError, NeptuneStepConflictError) as exc:  # a retry would fail the same way
-                    raise AirflowFailException(str(exc)) from exc
+                except ValueError as exc:  # a retry would fail the same way
+                    raise MetricInputError(str(exc)) from exc
                 for key in _SUMMED:
                     summary[key] += int(part.get(key) or 0)
                 for path, step in dict(part.get("last_steps") or {}).items():
@@ -278,8 +193,6 @@ class NeptuneLogMetricsOperator(BaseOperator):
                         last_steps[path] = step
                 done += chunk.points
                 chunks += 1
-        finally:
-            hook.close()
         summary["last_steps"] = last_steps
         summary["points_invalid"] = scan.invalid
         summary["series"] = scan.series
@@ -297,14 +210,3 @@ class NeptuneLogMetricsOperator(BaseOperator):
             chunks,
         )
         return summary
-
-
-def _offset_progress(
-    report: Callable[[int, int], None], before: int, total: int
-) -> Callable[[int, int], None]:
-    """A hook progress callback for one chunk that reports against the whole input's total."""
-
-    def progress(done: int, _chunk_total: int) -> None:
-        report(before + done, total)
-
-    return progress

@@ -10,19 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-
-from airflow.sdk import BaseOperator
 
 from airflow_provider_neptune.condition_params import STATE_FIELD
 from airflow_provider_neptune.hooks.server_rules import MAX_CUSTOM_RUN_ID_LENGTH, check_custom_run_id
 from airflow_provider_neptune.links import NeptuneRunLink, record_run_link
+from airflow_provider_neptune.operators.base import NeptuneBaseOperator, normalize_tags
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-    from airflow_provider_neptune.hooks.neptune import NeptuneHook
 
 CUSTOM_RUN_ID_XCOM_KEY = "custom_run_id"
 """XCom key under which NeptuneCreateRunOperator pushes the run's custom id."""
@@ -65,24 +62,11 @@ def flatten_fields(values: Mapping[str, Any], namespace: str = "") -> dict[str, 
     return flat
 
 
-class _NeptuneRunOperator(BaseOperator):
-    """Connection parameters shared by the run operators."""
+class _NeptuneRunOperator(NeptuneBaseOperator):
+    """The run link and colour shared by the run operators."""
 
     operator_extra_links = (NeptuneRunLink(),)
     ui_color = "#cfe3f7"
-
-    def __init__(
-        self, *, neptune_conn_id: str = "neptune_default", project: str | None = None, **kwargs: Any
-    ):
-        super().__init__(**kwargs)
-        self.neptune_conn_id = neptune_conn_id
-        self.project = project
-
-    def make_hook(self) -> NeptuneHook:
-        """Return a hook on the operator's connection and project."""
-        from airflow_provider_neptune.hooks.neptune import NeptuneHook
-
-        return NeptuneHook(self.neptune_conn_id, project=self.project)
 
 
 class NeptuneCreateRunOperator(_NeptuneRunOperator):
@@ -93,15 +77,16 @@ class NeptuneCreateRunOperator(_NeptuneRunOperator):
 
     :param name: run name (``sys/name``; templated); part of the custom run id, so several runs per
         DAG run are possible. Defaults to ``"<dag_id> <run_id>"`` for the name only.
-    :param tags: tags to add (templated).
+    :param tags: tags to add (templated): a string is one tag (tags may contain commas), a list or
+        tuple several.
     :param description: run description (templated).
     :param params: Airflow params of the task (merged with the DAG's, overridable by the run conf as
         usual); their resolved values are assigned under ``params_namespace`` (nested -> paths).
     :param params_namespace: namespace of the params on the run; empty to not record them.
     :param custom_run_id: explicit custom run id (at most 36 characters) instead of the derived one.
     :param timeout: seconds to wait for the fields to reach the server.
-    :param neptune_conn_id: Airflow connection of type ``neptune``.
-    :param project: Neptune project ``workspace/name``; overrides the connection's.
+    :param neptune_conn_id: see :class:`~airflow_provider_neptune.operators.base.NeptuneBaseOperator`,
+        like ``project`` and ``mode``.
     """
 
     template_fields = ("name", "tags", "description", "custom_run_id", "project")
@@ -127,10 +112,6 @@ class NeptuneCreateRunOperator(_NeptuneRunOperator):
         if custom_run_id and "{{" not in custom_run_id:
             check_custom_run_id(custom_run_id)
 
-    def _tags(self) -> list[str]:
-        tags: Iterable[Any] = [self.tags] if isinstance(self.tags, str) else self.tags or ()
-        return [str(tag) for tag in tags if str(tag)]
-
     def execute(self, context: Context) -> str:
         """Create (or reopen) the run, assign its fields, wait for delivery; return its ``sys/id``."""
         ti = context["ti"]
@@ -146,12 +127,12 @@ class NeptuneCreateRunOperator(_NeptuneRunOperator):
         run_params = context.get("params") or {}
         if run_params and self.params_namespace:
             fields.update(flatten_fields(dict(run_params), self.params_namespace))
-        hook = self.make_hook()
-        try:
+        tags = normalize_tags(self.tags)
+        with self.closing_hook() as hook:
             sys_id = hook.create_run(
                 custom_run_id=custom_run_id,
                 name=self.name or f"{dag_id} {dag_run_id}",
-                tags=self._tags(),
+                tags=tags,
                 description=self.description,
             )
             self.log.info("Neptune run %s (custom run id %s)", sys_id, custom_run_id)
@@ -160,8 +141,6 @@ class NeptuneCreateRunOperator(_NeptuneRunOperator):
                     run[path] = value
                 hook.wait_for_delivery(run, timeout=self.timeout)
             record_run_link(self, context, hook.run_url(sys_id))
-        finally:
-            hook.close()
         ti.xcom_push(key=CUSTOM_RUN_ID_XCOM_KEY, value=custom_run_id)
         return sys_id
 
@@ -176,8 +155,8 @@ class NeptuneStopRunOperator(_NeptuneRunOperator):
     :param timeout: seconds the stop may wait for queued data to reach the server.
     :param state: final state written to ``airflow/state`` (templated); None writes nothing.
     :param final_fields: mapping of fields to assign before stopping (templated; nested -> paths).
-    :param neptune_conn_id: Airflow connection of type ``neptune``.
-    :param project: Neptune project ``workspace/name``; overrides the connection's.
+    :param neptune_conn_id: see :class:`~airflow_provider_neptune.operators.base.NeptuneBaseOperator`,
+        like ``project`` and ``mode``.
     """
 
     template_fields = ("run_id", "state", "final_fields", "project")
@@ -205,8 +184,7 @@ class NeptuneStopRunOperator(_NeptuneRunOperator):
             fields[STATE_FIELD] = str(self.state)
             if str(self.state).lower() == "failed":
                 fields["sys/failed"] = True
-        hook = self.make_hook()
-        try:
+        with self.closing_hook() as hook:
             record_run_link(self, context, hook.run_url(run_id))
             if fields:
                 with hook.get_run(run_id=run_id) as run:
@@ -214,6 +192,4 @@ class NeptuneStopRunOperator(_NeptuneRunOperator):
                         run[path] = value
             hook.stop_run(run_id, timeout=self.timeout)
             self.log.info("Stopped Neptune run %s; every queued operation reached the server", run_id)
-        finally:
-            hook.close()
         return run_id

@@ -1,121 +1,49 @@
 """NeptuneSyncOperator: upload offline runs and unsent async queues left on disk (``neptune sync``).
 
-Runs the client's own sync machinery (``neptune.cli`` containers: the same code as ``neptune sync``)
-in-process rather than as a subprocess, because then every request it sends passes the hook's
-transport: the shared request budget, the retry policy and the counters apply, and errors that the
-CLI would only log are collected and reported. The client acknowledges each batch on disk and
-removes a run's folder once it is fully sent, so a second sync sends nothing again.
+The work is done by :mod:`airflow_provider_neptune.core.sync` (the client's own sync machinery, run
+in-process so every request passes the hook's budget, retries and counters); this module holds the
+Airflow class: arguments, the lock on the data directory, the report and the failure.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException
-
-from airflow_provider_neptune.hooks.server_rules import REQUEST_KEYS, counter_delta
+from airflow_provider_neptune.exceptions import NeptuneSyncError
+from airflow_provider_neptune.operators.base import NeptuneBaseOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_neptune.hooks.neptune import NeptuneHook
+__all__ = ["LOCK_NAME", "NeptuneSyncError", "NeptuneSyncOperator"]
 
-log = logging.getLogger(__name__)
-
-DATA_DIRECTORY_ENV = "NEPTUNE_DATA_DIRECTORY"
-DEFAULT_DATA_DIRECTORY = ".neptune"
 LOCK_NAME = "airflow-provider-neptune-sync.lock"
+"""File, in the data directory, that keeps two syncs of the same folder from sending the same data."""
+
+#: Helpers that lived here before the worker-side package; still importable from this module.
+_MOVED_TO_CORE = frozenset(
+    {
+        "DATA_DIRECTORY_ENV",
+        "DEFAULT_DATA_DIRECTORY",
+        "RecordingBackend",
+        "owner_pid",
+        "process_alive",
+        "resolve_data_directory",
+    }
+)
 
 
-class NeptuneSyncError(AirflowException):
-    """The server rejected some synced operations; the data they carried is lost (listed).
+def __getattr__(name: str) -> Any:
+    """Resolve the helpers now in :mod:`airflow_provider_neptune.core.sync` on first access."""
+    if name in _MOVED_TO_CORE:
+        import importlib
 
-    ``report`` holds the full sync report (what was synced, the errors, what is left).
-    """
-
-    def __init__(self, message: str, report: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.report = report
+        return getattr(importlib.import_module("airflow_provider_neptune.core.sync"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def resolve_data_directory(data_directory: str | None) -> Path:
-    """The folder holding ``async/`` and ``offline/``.
-
-    Accepts that folder itself, or a folder containing ``.neptune``; default ``NEPTUNE_DATA_DIRECTORY``
-    else ``./.neptune`` (as the client writes).
-    """
-    from airflow_provider_neptune.operators.rendered_values import as_optional_str
-
-    raw = as_optional_str(data_directory) or os.environ.get(DATA_DIRECTORY_ENV) or DEFAULT_DATA_DIRECTORY
-    path = Path(raw).expanduser().resolve()
-    if (
-        not any((path / sub).is_dir() for sub in ("async", "offline"))
-        and (path / DEFAULT_DATA_DIRECTORY).is_dir()
-    ):
-        return path / DEFAULT_DATA_DIRECTORY
-    return path
-
-
-def owner_pid(folder_name: str) -> int | None:
-    """The process id the client put in a queue folder's name (``run__<uuid>__<pid>__<random>``)."""
-    parts = folder_name.split("__")
-    if len(parts) in (4, 5) and parts[2].isdigit():
-        return int(parts[2])
-    return None
-
-
-def process_alive(pid: int) -> bool:
-    """True if a process with this id runs on this host (ours counts: its handles may be open)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
-
-
-class RecordingBackend:
-    """Wraps the client's backend to count what each run's sync sent and keep the errors.
-
-    ``neptune sync`` discards the per-operation errors the server returns; here they are reported.
-    """
-
-    def __init__(self, backend: Any) -> None:
-        self._backend = backend
-        self.operations: Counter[str] = Counter()
-        self.errors: list[tuple[str, str]] = []
-        self.created: list[Any] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._backend, name)
-
-    def execute_operations(self, *args: Any, **kwargs: Any) -> Any:
-        """Forward, then record how many operations went through and which were rejected."""
-        processed, errors = self._backend.execute_operations(*args, **kwargs)
-        container_id = str(kwargs.get("container_id", args[0] if args else ""))
-        self.operations[container_id] += processed
-        self.errors.extend((container_id, str(error)) for error in errors)
-        return processed, errors
-
-    def create_run(self, *args: Any, **kwargs: Any) -> Any:
-        """Forward, remembering the run the server created for an offline run."""
-        experiment = self._backend.create_run(*args, **kwargs)
-        self.created.append(experiment)
-        return experiment
-
-
-class NeptuneSyncOperator(BaseOperator):
+class NeptuneSyncOperator(NeptuneBaseOperator):
     """Upload the offline runs and unsent async queues under a data directory, then report.
 
     Offline runs become new runs in the connection's project (the client keeps no custom run id
@@ -127,8 +55,10 @@ class NeptuneSyncOperator(BaseOperator):
     :param offline_only: sync only offline runs.
     :param fail_on_errors: fail the task when the server rejected operations (after syncing the rest).
     :param lock_timeout: seconds to wait for another sync of the same folder to finish.
-    :param neptune_conn_id: the Neptune connection.
     :param project: ``workspace/project`` that offline runs go to (templated).
+    :param neptune_conn_id: see :class:`~airflow_provider_neptune.operators.base.NeptuneBaseOperator`.
+        ``mode`` is not used: syncing always sends to the server (async), whatever mode the
+        connection's tasks log in (often offline), so a DAG-wide ``default_args`` mode does no harm.
     :returns: (XCom) ``synced`` runs (local id, kind, sys/id, operations), ``operations_sent``,
         ``errors``, ``requests`` (requests, 429s, retries spent) and what is ``left`` (offline,
         unsent async, in use, run not found).
@@ -144,8 +74,6 @@ class NeptuneSyncOperator(BaseOperator):
         offline_only: bool = False,
         fail_on_errors: bool = True,
         lock_timeout: float = 600.0,
-        neptune_conn_id: str = "neptune_default",
-        project: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -153,37 +81,40 @@ class NeptuneSyncOperator(BaseOperator):
         self.offline_only = offline_only
         self.fail_on_errors = fail_on_errors
         self.lock_timeout = lock_timeout
-        self.neptune_conn_id = neptune_conn_id
-        self.project = project
 
-    def _hook(self) -> NeptuneHook:
-        from airflow_provider_neptune.hooks.neptune import NeptuneHook
-        from airflow_provider_neptune.operators.rendered_values import as_optional_str
-
-        # Syncing needs a server whatever mode the connection's tasks log in (often offline).
-        return NeptuneHook(self.neptune_conn_id, project=as_optional_str(self.project), mode="async")
+    def _hook_mode(self) -> str | None:
+        """Always async: a sync sends to the server whatever the connection's (or ``mode``'s) mode."""
+        return "async"
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Sync everything that can be synced, then report what was sent and what is left."""
         from filelock import FileLock
 
-        from airflow_provider_neptune.operators.rendered_values import as_bool
+        from airflow_provider_neptune.core.rendered_values import as_bool
+        from airflow_provider_neptune.core.sync import (
+            RecordingBackend,
+            empty_left,
+            make_backend,
+            resolve_data_directory,
+            sync_containers,
+            sync_report,
+        )
 
         base = resolve_data_directory(self.data_directory)
         offline_only = as_bool("offline_only", self.offline_only)
         if not base.is_dir():
             self.log.info("No Neptune data directory at %s: nothing to sync", base)
-            return _report(base, [], RecordingBackend(None), _empty_left())
-        hook = self._hook()
-        requests_before = hook.counters
-        with FileLock(str(base / LOCK_NAME), timeout=self.lock_timeout):
-            backend = self._backend(hook)
-            try:
-                synced, left = self._sync(hook, backend, base, offline_only)
-            finally:
-                backend.close()
-        report = _report(base, synced, backend, left)
-        report["requests"] = counter_delta(requests_before, hook.counters, REQUEST_KEYS)
+            return sync_report(base, [], RecordingBackend(None), empty_left())
+        with self.closing_hook() as hook:
+            requests_before = self.request_counters()
+            with FileLock(str(base / LOCK_NAME), timeout=self.lock_timeout):
+                backend = make_backend(hook)
+                try:
+                    synced, left = sync_containers(hook, backend, base, offline_only)
+                finally:
+                    backend.close()
+            report = sync_report(base, synced, backend, left)
+            report["requests"] = self.requests_since(requests_before)
         self.log.info(
             "Synced %d run(s) from %s: %d operations sent, %d rejected; left: %s",
             len(synced),
@@ -200,88 +131,3 @@ class NeptuneSyncOperator(BaseOperator):
                 report,
             )
         return report
-
-    def _backend(self, hook: NeptuneHook) -> RecordingBackend:
-        from neptune.internal.backends.hosted_neptune_backend import HostedNeptuneBackend
-        from neptune.internal.credentials import Credentials
-
-        settings = hook.settings
-        _ = hook.policy  # registers the server with the shared transport (budget, retries, counters)
-        return RecordingBackend(HostedNeptuneBackend(Credentials.from_token(settings.api_token)))
-
-    def _sync(
-        self, hook: NeptuneHook, recorder: RecordingBackend, base: Path, offline_only: bool
-    ) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
-        from neptune.cli.collect import collect_containers
-        from neptune.cli.utils import get_project
-        from neptune.internal.id_formats import QualifiedName
-
-        backend: Any = recorder  # duck-types the client's NeptuneBackend
-        containers = collect_containers(path=base, backend=backend)
-        synced: list[dict[str, Any]] = []
-        left = _empty_left()
-        if not offline_only:
-            for container in containers.unsynced_containers:
-                pids = {owner_pid(d.path.name) for d in container.execution_dirs if not d.synced}
-                live = sorted(p for p in pids if p is not None and process_alive(p))
-                if live:
-                    left["in_use"].append(f"{container.container_id} (process {', '.join(map(str, live))})")
-                    continue
-                experiment = container.experiment
-                before = backend.operations[str(container.container_id)]
-                container.sync(base_path=base, backend=backend, project=None)
-                synced.append(
-                    {
-                        "kind": "async",
-                        "local_id": str(container.container_id),
-                        "run_id": getattr(experiment, "sys_id", None),
-                        "operations": backend.operations[str(container.container_id)] - before,
-                    }
-                )
-        if containers.offline_containers:
-            project_name = hook.settings.project
-            if not project_name:
-                raise ValueError("offline runs need a project: set it on the operator or the connection")
-            project = get_project(project_name_flag=QualifiedName(project_name), backend=backend)
-            if project is None:
-                raise ValueError(f"project {project_name!r} not found: offline runs cannot be synced to it")
-            for offline in containers.offline_containers:
-                local_id = str(offline.container_id)
-                created_before = len(backend.created)
-                offline.sync(base_path=base, backend=backend, project=project)
-                if len(backend.created) == created_before:
-                    continue  # the client could not register the run; it stays on disk (reported below)
-                experiment = backend.created[-1]
-                synced.append(
-                    {
-                        "kind": "offline",
-                        "local_id": local_id,
-                        "run_id": experiment.sys_id,
-                        "operations": backend.operations[str(experiment.id)],
-                    }
-                )
-        after = collect_containers(path=base, backend=backend)
-        left["offline"] = [str(c.container_id) for c in after.offline_containers]
-        left["async_unsent"] = [
-            str(c.container_id)
-            for c in after.unsynced_containers
-            if not any(str(c.container_id) in item for item in left["in_use"])
-        ]
-        left["not_found"] = [str(c.container_id) for c in after.not_found_containers]
-        return synced, left
-
-
-def _empty_left() -> dict[str, list[str]]:
-    return {"offline": [], "async_unsent": [], "in_use": [], "not_found": []}
-
-
-def _report(
-    base: Path, synced: list[dict[str, Any]], backend: RecordingBackend, left: dict[str, list[str]]
-) -> dict[str, Any]:
-    return {
-        "data_directory": str(base),
-        "synced": synced,
-        "operations_sent": sum(int(item["operations"]) for item in synced),
-        "errors": [{"container": c, "error": e} for c, e in backend.errors],
-        "left": left,
-    }

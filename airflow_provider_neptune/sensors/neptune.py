@@ -7,27 +7,31 @@ run in read-only mode, and fail fast, saying why, when the awaited condition can
 from __future__ import annotations
 
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_neptune.condition_params import check_metric_condition, check_run_condition
+from airflow_provider_neptune.exceptions import NeptuneConditionError, NeptuneTriggerError
 from airflow_provider_neptune.links import NeptuneRunLink, record_run_link
+from airflow_provider_neptune.operators.base import DEFAULT_CONN_ID, NeptuneHookMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_neptune.hooks.neptune import NeptuneHook
-    from airflow_provider_neptune.run_conditions import MetricCondition, Outcome, RunCondition
+    from airflow_provider_neptune.core.run_conditions import MetricCondition, Outcome, RunCondition
 
 # run_conditions and the trigger are imported where they are used (on the worker), not at module
 # level: a DAG file that only builds the sensors does not pay for them at parse time.
 
 
-class _NeptuneConditionSensor(BaseSensorOperator):
-    """Shared poke / defer machinery; subclasses say which condition they wait for."""
+class _NeptuneConditionSensor(NeptuneHookMixin, BaseSensorOperator):
+    """Shared poke / defer machinery; subclasses say which condition they wait for.
+
+    The hook, its close policy and ``neptune_conn_id`` / ``project`` mean what they mean on
+    :class:`~airflow_provider_neptune.operators.base.NeptuneBaseOperator`; the sensors always read in
+    ``read-only`` mode, and their ``mode`` is Airflow's sensor mode (``poke`` or ``reschedule``).
+    """
 
     operator_extra_links = (NeptuneRunLink(),)
     ui_color = "#d6e6f5"
@@ -36,7 +40,7 @@ class _NeptuneConditionSensor(BaseSensorOperator):
         self,
         *,
         run_id: str,
-        neptune_conn_id: str = "neptune_default",
+        neptune_conn_id: str = DEFAULT_CONN_ID,
         project: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
@@ -51,16 +55,13 @@ class _NeptuneConditionSensor(BaseSensorOperator):
         """Return the condition from the (rendered) parameters."""
         raise NotImplementedError
 
-    @cached_property
-    def hook(self) -> NeptuneHook:
-        """Read-only hook on the sensor's connection."""
-        from airflow_provider_neptune.hooks.neptune import NeptuneHook
-
-        return NeptuneHook(self.neptune_conn_id, project=self.project, mode="read-only")
+    def _hook_mode(self) -> str | None:
+        """Sensors only read: their hook is always read-only."""
+        return "read-only"
 
     def _settle(self, outcome: Outcome) -> PokeReturnValue | bool:
         if outcome.status == "failed":
-            raise AirflowFailException(outcome.message)
+            raise NeptuneConditionError(outcome.message)
         if outcome.status == "met":
             self.log.info("%s", outcome.message)
             return PokeReturnValue(is_done=True, xcom_value=outcome.to_event())
@@ -88,7 +89,7 @@ class _NeptuneConditionSensor(BaseSensorOperator):
             if isinstance(settled, PokeReturnValue):
                 return settled.xcom_value
         finally:
-            self.hook.close()
+            self.close_hook()
         from airflow_provider_neptune.triggers.neptune import NeptuneConditionTrigger
 
         self.defer(
@@ -111,8 +112,8 @@ class _NeptuneConditionSensor(BaseSensorOperator):
             self.log.info("%s", message)
             return event
         if status == "failed":
-            raise AirflowFailException(message)
-        raise AirflowException(f"Neptune trigger failed: {message}")
+            raise NeptuneConditionError(message)
+        raise NeptuneTriggerError(f"Neptune trigger failed: {message}")
 
 
 class NeptuneMetricSensor(_NeptuneConditionSensor):
@@ -176,14 +177,14 @@ class NeptuneMetricSensor(_NeptuneConditionSensor):
             try:
                 return float(threshold)
             except ValueError:
-                raise AirflowFailException(
+                raise NeptuneConditionError(
                     f"threshold rendered to {threshold!r}, which is not a number"
                 ) from None
         return threshold
 
     def build_condition(self) -> MetricCondition:
         """Return the metric condition from the rendered parameters."""
-        from airflow_provider_neptune.run_conditions import MetricCondition
+        from airflow_provider_neptune.core.run_conditions import MetricCondition
 
         return MetricCondition(
             run_id=str(self.run_id),
@@ -219,6 +220,6 @@ class NeptuneRunSensor(_NeptuneConditionSensor):
 
     def build_condition(self) -> RunCondition:
         """Return the run condition from the rendered parameters."""
-        from airflow_provider_neptune.run_conditions import RunCondition
+        from airflow_provider_neptune.core.run_conditions import RunCondition
 
         return RunCondition(run_id=str(self.run_id), wait_for=self.wait_for, field=self.field)

@@ -1,1 +1,1 @@
-"""triggers."""
+"""Neptune triggers: the one that polls a run condition for the deferrable sensors."""

@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_neptune.run_conditions import Outcome, condition_from_dict
-
 if TYPE_CHECKING:
+    from airflow_provider_neptune.core.run_conditions import Outcome
     from airflow_provider_neptune.hooks.neptune import NeptuneHook
+
+# run_conditions (worker-side core) is imported where it is used: the provider metadata lists this
+# module, so Airflow may import it outside a task, where core/ must not be loaded.
 
 
 class NeptuneConditionTrigger(BaseTrigger):
@@ -34,6 +36,8 @@ class NeptuneConditionTrigger(BaseTrigger):
         project: str | None = None,
         poke_interval: float = 30.0,
     ) -> None:
+        from airflow_provider_neptune.core.run_conditions import condition_from_dict
+
         super().__init__()
         condition_from_dict(condition)  # fail at defer time, not in the triggerer, on a bad condition
         self.condition = dict(condition)
@@ -54,12 +58,15 @@ class NeptuneConditionTrigger(BaseTrigger):
         )
 
     def _make_hook(self) -> NeptuneHook:
-        from airflow_provider_neptune.hooks.neptune import NeptuneHook
+        """The read-only hook, built the one way operators and sensors build theirs."""
+        from airflow_provider_neptune.operators.base import build_hook
 
-        return NeptuneHook(self.neptune_conn_id, project=self.project, mode="read-only")
+        return build_hook(self.neptune_conn_id, self.project, "read-only")
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Evaluate the condition every ``poke_interval`` seconds; yield one event when it settles."""
+        from airflow_provider_neptune.core.run_conditions import condition_from_dict
+
         condition = condition_from_dict(self.condition)
         hook: NeptuneHook | None = None
         try:

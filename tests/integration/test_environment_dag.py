@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_neptune.core.environment import run_path, secrets_of
+from airflow_provider_neptune.core.environment_checks import installed_version
 from airflow_provider_neptune.hooks.neptune import NeptuneHook
-from airflow_provider_neptune.operators.environment import run_path, secrets_of
-from airflow_provider_neptune.operators.environment_checks import installed_version
 
 pytestmark = pytest.mark.integration
 

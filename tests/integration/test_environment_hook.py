@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_neptune.core.environment import collect_environment, secrets_of
 from airflow_provider_neptune.hooks.neptune import NeptuneHook
-from airflow_provider_neptune.operators.environment import collect_environment, secrets_of
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_neptune.core.environment_checks import installed_version
 from airflow_provider_neptune.operators.environment import FINGERPRINT_XCOM_KEY
-from airflow_provider_neptune.operators.environment_checks import installed_version
 from airflow_provider_neptune.operators.fingerprints import NeptuneCompareEnvironmentsOperator
 
 pytestmark = pytest.mark.integration

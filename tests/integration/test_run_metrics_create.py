@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_neptune.core.run_conditions import STATE_FIELD
 from airflow_provider_neptune.exceptions import NeptuneDeliveryError
 from airflow_provider_neptune.hooks.neptune import NeptuneHook
 from airflow_provider_neptune.operators import NeptuneCreateRunOperator, NeptuneStopRunOperator
-from airflow_provider_neptune.run_conditions import STATE_FIELD
 from tests.helpers.run_metrics_support import (
     TaskInstanceStub,
     context,

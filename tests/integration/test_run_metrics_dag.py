@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_neptune.run_conditions import STATE_FIELD
+from airflow_provider_neptune.core.run_conditions import STATE_FIELD
 from tests.helpers.run_metrics_support import read_only_run, series_points, use_emulator, wait_until_idle
 
 pytestmark = pytest.mark.integration

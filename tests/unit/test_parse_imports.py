@@ -1,8 +1,9 @@
 """Parsing a DAG file that builds every operator and sensor must not import their worker-side helpers.
 
-Those helpers (run conditions, retention planning, metric input loading, environment checks and
-``packaging``, the trigger, the hook) run only in ``execute``; importing them while parsing costs
-DAG-processor time on every parse (benchmark 4). Also checks the parse-time requirement shortcut.
+Those helpers (the worker-side ``core`` package, ``packaging``, the trigger, the hook, ``neptune``
+itself at ~2 s) run only in ``execute``; importing them while parsing costs DAG-processor time on
+every parse (benchmark 4). The lint rule that keeps it so (ruff TID253) is checked to bite, and the
+parse-time requirement shortcut to agree with ``packaging``.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from airflow_provider_neptune.core.environment_checks import normalize_requirements
 from airflow_provider_neptune.operators.environment import (
     NeptuneValidateEnvironmentOperator,
     plainly_valid_requirements,
 )
-from airflow_provider_neptune.operators.environment_checks import normalize_requirements
 
 PROBE = """
 import sys
@@ -57,15 +59,18 @@ print(" ".join(sorted(set(sys.modules) - before)))
 """
 
 WORKER_SIDE = {
-    "airflow_provider_neptune.run_conditions",
+    "airflow_provider_neptune.core.run_conditions",
     "airflow_provider_neptune.triggers.neptune",
     "airflow_provider_neptune.hooks.neptune",
     "airflow_provider_neptune.operators.checkpoint_records",
     "airflow_provider_neptune.operators.checkpoint_store",
     "airflow_provider_neptune.operators.retention_plan",
-    "airflow_provider_neptune.operators.metric_inputs",
-    "airflow_provider_neptune.operators.environment_checks",
-    "airflow_provider_neptune.operators.rendered_values",
+    "airflow_provider_neptune.core.metric_inputs",
+    "airflow_provider_neptune.core.environment_checks",
+    "airflow_provider_neptune.core.rendered_values",
+    "airflow_provider_neptune.core.environment",
+    "airflow_provider_neptune.core.fingerprints",
+    "airflow_provider_neptune.core.metric_files",
     "packaging.requirements",
     "packaging.specifiers",
     "neptune",
@@ -80,6 +85,112 @@ def test_building_every_operator_and_sensor_imports_no_worker_side_module() -> N
     loaded = set(added.split())
     assert "airflow_provider_neptune.sensors.neptune" in loaded  # the probe did import the provider
     assert sorted(loaded & WORKER_SIDE) == []
+    assert sorted(name for name in loaded if name.startswith("airflow_provider_neptune.core")) == []
+
+
+IMPORT_ALL_PROBE = """
+import importlib, sys
+import airflow_provider_neptune as pkg
+for kind in ("hooks", "operators", "sensors", "triggers"):
+    for entry in pkg.get_provider_info()[kind]:
+        for module in entry["python-modules"]:
+            importlib.import_module(module)
+for package in ("airflow_provider_neptune.operators", "airflow_provider_neptune.sensors"):
+    mod = importlib.import_module(package)
+    for name in mod.__all__:
+        getattr(mod, name)
+print(sorted(n for n in sys.modules if n == "neptune" or n.startswith("neptune.")))
+"""
+
+
+def test_importing_provider_operators_and_sensors_does_not_load_neptune() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", IMPORT_ALL_PROBE], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+RUFF_TID253 = [sys.executable, "-m", "ruff", "check", "--select", "TID253", "--output-format", "concise"]
+
+
+def _tid253(path: str, source: str) -> list[str]:
+    """The TID253 findings ruff reports for ``source`` as if it were the repository file ``path``."""
+    out = subprocess.run(
+        [*RUFF_TID253, "--stdin-filename", path, "-"],
+        input=f'"""Probe."""\n\nfrom __future__ import annotations\n\n{source}\n',
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert out.returncode in (0, 1), out.stderr
+    return [line for line in out.stdout.splitlines() if "TID253" in line]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from airflow_provider_neptune.core.metric_inputs import open_metric_source",
+        "from airflow_provider_neptune.core import run_conditions",
+        "import airflow_provider_neptune.core.sync",
+        "import neptune",
+        "from neptune.types import File",
+    ],
+)
+@pytest.mark.parametrize(
+    "path",
+    [
+        "airflow_provider_neptune/operators/probe.py",
+        "airflow_provider_neptune/sensors/probe.py",
+        "airflow_provider_neptune/triggers/probe.py",
+        "airflow_provider_neptune/links.py",
+        "airflow_provider_neptune/exceptions.py",
+        "airflow_provider_neptune/__init__.py",
+        "airflow_provider_neptune/hooks/probe.py",
+    ],
+)
+def test_lint_bans_core_and_neptune_at_module_level_in_parse_time_modules(path: str, source: str) -> None:
+    assert len(_tid253(path, source)) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "source"),
+    [
+        ("airflow_provider_neptune/operators/probe.py", "from ..core import environment"),
+        ("airflow_provider_neptune/links.py", "from .core.environment import run_path"),
+    ],
+)
+def test_lint_bans_relative_imports_of_core_too(path: str, source: str) -> None:
+    assert len(_tid253(path, source)) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "source"),
+    [
+        # where tasks run: the worker-side package itself
+        (
+            "airflow_provider_neptune/core/probe.py",
+            "from airflow_provider_neptune.core.sync import empty_left",
+        ),
+        ("airflow_provider_neptune/core/probe.py", "import neptune"),
+        # inside a function (runs in execute) or for type checkers only
+        (
+            "airflow_provider_neptune/operators/probe.py",
+            "def f() -> None:\n    from airflow_provider_neptune.core import sync\n\n    print(sync)",
+        ),
+        (
+            "airflow_provider_neptune/operators/probe.py",
+            "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
+            "    from airflow_provider_neptune.core.sync import RecordingBackend",
+        ),
+    ],
+)
+def test_lint_allows_core_where_tasks_run(path: str, source: str) -> None:
+    assert _tid253(path, source) == []
 
 
 PLAIN = [

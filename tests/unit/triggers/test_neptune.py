@@ -11,7 +11,7 @@ from airflow.sdk._shared.module_loading import import_string
 from airflow.sdk.serde import deserialize, serialize
 from airflow.triggers.base import TriggerEvent
 
-from airflow_provider_neptune.run_conditions import STATE_FIELD, MetricCondition, RunCondition
+from airflow_provider_neptune.core.run_conditions import STATE_FIELD, MetricCondition, RunCondition
 from airflow_provider_neptune.triggers.neptune import NeptuneConditionTrigger
 from tests.helpers.run_metrics_fakes import FakeHook
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_neptune.operators.environment_checks import (
+from airflow_provider_neptune.core.environment_checks import (
     CheckResult,
     check_client_conflict,
     check_clock_skew,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_neptune.core.run_conditions import STATE_FIELD
 from airflow_provider_neptune.hooks.server_rules import MAX_CUSTOM_RUN_ID_LENGTH
 from airflow_provider_neptune.links import RUN_URL_XCOM_KEY, NeptuneRunLink
 from airflow_provider_neptune.operators import NeptuneCreateRunOperator, NeptuneStopRunOperator
 from airflow_provider_neptune.operators.run import derive_custom_run_id, flatten_fields
-from airflow_provider_neptune.run_conditions import STATE_FIELD
 from tests.helpers.run_metrics_fakes import FakeHook, FakeTI, make_context
 
 
@@ -136,3 +136,12 @@ def test_stop_propagates_undelivered_data_error() -> None:
 def test_template_fields_include_run_id() -> None:
     assert "run_id" in NeptuneStopRunOperator.template_fields
     assert {"name", "tags", "description"} <= set(NeptuneCreateRunOperator.template_fields)
+
+
+def test_a_tags_string_is_one_tag_and_a_list_several() -> None:
+    op, hook = _create(tags="team,a")
+    op.execute(make_context(FakeTI()))
+    op2, hook2 = _create(tags=["team,a", "b", " ", "b"])
+    op2.execute(make_context(FakeTI()))
+    assert [call[1]["tags"] for call in hook.calls if call[0] == "create_run"] == [["team,a"]]
+    assert [call[1]["tags"] for call in hook2.calls if call[0] == "create_run"] == [["team,a", "b"]]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from airflow_provider_neptune.operators.metric_inputs import MetricInputError
+from airflow_provider_neptune.exceptions import MetricFileError
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
 """Longest CSV line accepted; a longer one is an error instead of an unbounded read."""
@@ -44,15 +44,6 @@ _LONG_PATH_COLUMNS = ("path", "series")
 _STEP_COLUMN = "step"
 _TIMESTAMP_COLUMN = "timestamp"
 _SNIPPET = 60
-
-
-class MetricFileError(MetricInputError):
-    """A metric file cannot be read as given; ``where`` is the file plus line/row and column."""
-
-    def __init__(self, where: str, reason: str) -> None:
-        super().__init__(f"{where}: {reason}")
-        self.where = where
-        self.reason = reason
 
 
 def snippet(value: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_neptune.emulator import nql
-from airflow_provider_neptune.nql_text import check_fragment, condition, quote_attribute, quote_string
+from airflow_provider_neptune.hooks.nql_text import check_fragment, condition, quote_attribute, quote_string
 
 AWKWARD = [
     'a") OR ("',

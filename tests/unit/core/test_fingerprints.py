@@ -12,17 +12,17 @@ import pytest
 from airflow.sdk import DAG, TriggerRule
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_neptune.core.fingerprints import compare_fingerprints
 from airflow_provider_neptune.operators.environment import (
     FINGERPRINT_XCOM_KEY,
     NeptuneValidateEnvironmentOperator,
 )
 from airflow_provider_neptune.operators.fingerprints import (
     NeptuneCompareEnvironmentsOperator,
-    compare_fingerprints,
     environment_check_group,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def fp(worker: str, host: str, neptune: str | None = "1.14.0", **extra: Any) -> dict[str, Any]:

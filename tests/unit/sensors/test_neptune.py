@@ -14,13 +14,13 @@ from airflow.sdk.exceptions import (
     TaskDeferred,
 )
 
-from airflow_provider_neptune.exceptions import NeptuneRunNotFoundError
-from airflow_provider_neptune.links import RUN_URL_XCOM_KEY
-from airflow_provider_neptune.run_conditions import (
+from airflow_provider_neptune.core.run_conditions import (
     MetricCondition,
     RunCondition,
     condition_from_dict,
 )
+from airflow_provider_neptune.exceptions import NeptuneRunNotFoundError
+from airflow_provider_neptune.links import RUN_URL_XCOM_KEY
 from airflow_provider_neptune.sensors import NeptuneMetricSensor, NeptuneRunSensor
 from airflow_provider_neptune.triggers.neptune import NeptuneConditionTrigger
 from tests.helpers.run_metrics_fakes import FakeHook, make_context

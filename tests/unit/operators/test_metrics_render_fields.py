@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_neptune.core.rendered_metrics import rendered_problems
 from airflow_provider_neptune.operators import NeptuneLogMetricsOperator
-from airflow_provider_neptune.operators.metrics import rendered_problems
 from tests.helpers.run_metrics_fakes import FakeHook, make_context
 
 NAN, INF = float("nan"), float("inf")

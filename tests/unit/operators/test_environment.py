@@ -14,17 +14,18 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_neptune.operators.environment import (
-    FINGERPRINT_XCOM_KEY,
-    NeptuneEnvironmentError,
-    NeptuneEnvironmentMismatchError,
-    NeptuneValidateEnvironmentOperator,
+from airflow_provider_neptune.core.environment import (
     collect_environment,
     run_fields,
     run_path,
     scrub,
     secrets_of,
     variable_names,
+)
+from airflow_provider_neptune.exceptions import NeptuneEnvironmentError, NeptuneEnvironmentMismatchError
+from airflow_provider_neptune.operators.environment import (
+    FINGERPRINT_XCOM_KEY,
+    NeptuneValidateEnvironmentOperator,
 )
 
 API_KEY = "k3y-that-must-stay-hidden"
@@ -82,6 +83,9 @@ class FakeHook:
 
     def wait_for_delivery(self, run: dict[str, Any], *, timeout: float) -> None:
         self.delivered.append(timeout)
+
+    def close(self) -> None:
+        """The operator closes its hook once done (NeptuneBaseOperator's close policy)."""
 
 
 class FakeTI:

@@ -7,9 +7,10 @@ import re
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_neptune.core.progress import progress_logger
 from airflow_provider_neptune.links import RUN_URL_XCOM_KEY
 from airflow_provider_neptune.operators import NeptuneLogMetricsOperator
-from airflow_provider_neptune.operators.metrics import PROGRESS_MIN_POINTS, progress_logger
+from airflow_provider_neptune.operators.metrics import PROGRESS_MIN_POINTS
 from tests.helpers.run_metrics_fakes import FakeHook, FakeTI, make_context
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_neptune.operators.metric_inputs import MetricInputError, load_metrics
+from airflow_provider_neptune.core.metric_inputs import MetricInputError, load_metrics
 
 
 def _fails(path: Path, pattern: str, **kwargs: object) -> str:
@@ -191,7 +191,7 @@ def test_json_with_bom(tmp_path: Path) -> None:
 
 
 def test_json_over_the_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_provider_neptune.operators import metric_files
+    from airflow_provider_neptune.core import metric_files
 
     monkeypatch.setattr(metric_files, "MAX_JSON_BYTES", 100)
     path = tmp_path / "m.json"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_neptune.operators.metric_inputs import (
+from airflow_provider_neptune.core.metric_inputs import (
     MetricInputError,
     collect_series,
     load_metrics,

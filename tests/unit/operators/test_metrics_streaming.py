@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_neptune.core.metric_inputs import open_metric_source
 from airflow_provider_neptune.operators import NeptuneLogMetricsOperator
-from airflow_provider_neptune.operators.metric_inputs import open_metric_source
 from airflow_provider_neptune.operators.metrics import DEFAULT_CHUNK_POINTS
 from tests.helpers.run_metrics_fakes import FakeHook, make_context
 
@@ -124,7 +124,7 @@ def test_parquet_is_read_in_record_batches(tmp_path: Path, monkeypatch: pytest.M
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from airflow_provider_neptune.operators import metric_files
+    from airflow_provider_neptune.core import metric_files
 
     monkeypatch.setattr(metric_files, "PARQUET_BATCH_ROWS", 1000)
     batches: list[int] = []
