@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class NeptuneProviderError(AirflowException):
@@ -66,3 +66,7 @@ class NeptuneStepConflictError(NeptuneDeliveryError):
 
     Neptune series only grow, so they can never be delivered; retrying does not help.
     """
+
+
+class NeptuneRetentionRefusedError(NeptuneProviderError, AirflowFailException):
+    """The clean-up plan breaks a safety limit; retrying cannot help, the limit must be raised."""

@@ -11,36 +11,41 @@ import glob
 import logging
 import os
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_neptune.exceptions import NeptuneRetentionRefusedError
 from airflow_provider_neptune.hooks.server_rules import REQUEST_KEYS, counter_delta
 from airflow_provider_neptune.links import NeptuneRunLink, record_run_link
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_neptune.core.checkpoint_records import Checkpoint, Direction
+    from airflow_provider_neptune.core.retention_plan import PlanBuilder, RetentionPlan, RetentionPolicy
     from airflow_provider_neptune.hooks.neptune import NeptuneHook
-    from airflow_provider_neptune.operators.checkpoint_records import Checkpoint, Direction
-    from airflow_provider_neptune.operators.retention_plan import (
-        RetentionPlan,
-        RetentionPolicy,
-        RunCheckpoints,
-    )
+    from airflow_provider_neptune.hooks.run_edits import RunEditor
 
 # The checkpoint and retention helpers are imported inside the methods that run on the worker: a DAG
 # file that only builds these operators does not pay for them at parse time.
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "NeptuneArtifactRetentionOperator",
+    "NeptuneRetentionRefusedError",
+    "NeptuneUploadArtifactOperator",
+    "base_directory",
+    "request_counts",
+    "resolve_files",
+]
+
 _GLOB_CHARS = ("*", "?", "[")
 UPLOAD_MODES = ("async", "sync", "offline")
-SERVER_WRITE_MODES = ("async", "sync")
 
 # Offline runs cannot be read back from a server; within the process that owns such a run handle the
 # gate remembers what it queued (an offline run only lives in the process that created it).
@@ -209,14 +214,14 @@ class NeptuneUploadArtifactOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Gate, stash and upload the files, then wait until the server confirms them."""
-        from airflow_provider_neptune.operators.checkpoint_records import (
+        from airflow_provider_neptune.core.checkpoint_records import (
             Checkpoint,
             entry_key,
             gate_upload,
             validate_direction,
             validate_namespace,
         )
-        from airflow_provider_neptune.operators.checkpoint_store import (
+        from airflow_provider_neptune.core.checkpoint_store import (
             file_digest,
             read_run_entries,
             upload_entry,
@@ -341,10 +346,6 @@ class NeptuneUploadArtifactOperator(BaseOperator):
         }
 
 
-class NeptuneRetentionRefusedError(AirflowFailException):
-    """The clean-up plan breaks a safety limit; retrying cannot help, the limit must be raised."""
-
-
 class NeptuneArtifactRetentionOperator(BaseOperator):
     """Delete checkpoints not worth keeping, per run and project-wide, safely and idempotently.
 
@@ -452,14 +453,14 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
         self.mode = mode
 
     def _policy(self) -> RetentionPolicy:
-        from airflow_provider_neptune.operators.checkpoint_records import validate_direction
+        from airflow_provider_neptune.core.checkpoint_records import validate_direction
+        from airflow_provider_neptune.core.retention_plan import RetentionPolicy
         from airflow_provider_neptune.operators.rendered_values import (
             as_bool,
             as_optional_float,
             as_optional_int,
             as_optional_str,
         )
-        from airflow_provider_neptune.operators.retention_plan import RetentionPolicy
 
         direction = validate_direction(str(self.direction))
         keep_best_runs = as_optional_int("keep_best_runs", self.keep_best_runs, minimum=0)
@@ -487,7 +488,7 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
         return [str(t) for t in self.tags or ()]
 
     def _selection(self) -> dict[str, Any]:
-        """fetch_runs_table arguments: one NQL query built here with every value quoted.
+        """``{"query": <NQL>}`` selecting the runs, built here with every value quoted (``{}``: all).
 
         The client's own ``tag=`` filter pastes tags into the query unescaped (a tag holding ``") OR
         ("`` would select every run), so tags and state always go through :mod:`..nql_text`. The user's
@@ -511,48 +512,40 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
             return {}
         return {"query": "(" + " AND ".join(parts) + ")"}
 
-    def _scan(
-        self,
-        hook: NeptuneHook,
-        namespace: str,
-        policy: RetentionPolicy,
-        now: datetime,
-        counts: dict[str, int],
-    ) -> Iterator[RunCheckpoints]:
-        from airflow_provider_neptune.operators.checkpoint_records import checkpoints_from_fields
-        from airflow_provider_neptune.operators.checkpoint_store import created_at, table_row_fields
+    def _scan(self, editor: RunEditor, builder: PlanBuilder, now: datetime, counts: dict[str, int]) -> None:
+        """Stream the matching runs page by page into ``builder``; ``counts`` gets the scan's totals."""
+        from airflow_provider_neptune.core.checkpoint_records import (
+            checkpoints_from_fields,
+            validate_namespace,
+        )
+        from airflow_provider_neptune.core.checkpoint_store import created_at, internal_id, table_row_fields
+        from airflow_provider_neptune.core.retention_plan import RunCheckpoints
         from airflow_provider_neptune.operators.rendered_values import as_optional_float, as_optional_str
-        from airflow_provider_neptune.operators.retention_plan import RunCheckpoints
 
+        namespace = validate_namespace(str(self.namespace))
         older_than = as_optional_float("older_than_days", self.older_than_days)
         cutoff = now - timedelta(days=older_than) if older_than is not None else None
         run_metric = as_optional_str(self.run_metric)
-        with hook.get_project() as project:
-            table = project.fetch_runs_table(
-                **self._selection(),
-                sort_by="sys/creation_time",
-                ascending=True,
-                progress_bar=_progress_bar_class(self.log),
-            )
-            for row in table:
-                run_id, values, files = table_row_fields(row)
-                counts["runs_matched"] += 1
-                created = created_at(values)
-                if cutoff is not None and (created is None or created >= cutoff):
-                    counts["runs_too_recent"] += 1
-                    continue
-                counts["runs_scanned"] += 1
-                if counts["runs_scanned"] % max(1, self.progress_every) == 0:
-                    self.log.info("Scanned %d runs so far", counts["runs_scanned"])
-                checkpoints = checkpoints_from_fields(values, files, namespace)
-                metric = as_optional_float("run_metric", values.get(run_metric)) if run_metric else None
-                yield RunCheckpoints(run_id, tuple(checkpoints), created, metric)
+        for row in editor.runs(self._selection().get("query"), progress_bar=_progress_bar_class(self.log)):
+            run_id, values, files = table_row_fields(row)
+            counts["runs_matched"] += 1
+            created = created_at(values)
+            if cutoff is not None and (created is None or created >= cutoff):
+                counts["runs_too_recent"] += 1
+                continue
+            counts["runs_scanned"] += 1
+            if counts["runs_scanned"] % max(1, self.progress_every) == 0:
+                self.log.info("Scanned %d runs so far", counts["runs_scanned"])
+            checkpoints = checkpoints_from_fields(values, files, namespace)
+            metric = as_optional_float("run_metric", values.get(run_metric)) if run_metric else None
+            builder.add(RunCheckpoints(run_id, tuple(checkpoints), created, metric, internal_id(row)))
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Scan, plan, check the safety limit, then delete run by run (or only report in a dry run)."""
-        from airflow_provider_neptune.operators.checkpoint_records import validate_namespace
+        from airflow_provider_neptune.core.checkpoint_records import validate_namespace
+        from airflow_provider_neptune.core.retention_plan import PlanBuilder
+        from airflow_provider_neptune.hooks.run_edits import RunEditor
         from airflow_provider_neptune.operators.rendered_values import as_bool, as_optional_float
-        from airflow_provider_neptune.operators.retention_plan import build_plan
 
         namespace = validate_namespace(str(self.namespace))
         policy = self._policy()
@@ -564,31 +557,36 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
         requests_before = hook.counters
         now = datetime.now(UTC)
         counts = {"runs_matched": 0, "runs_too_recent": 0, "runs_scanned": 0}
-        runs = list(self._scan(hook, namespace, policy, now, counts))
-        plan = build_plan(runs, policy, now=now, runs_scanned=counts["runs_scanned"])
-        self._log_plan(plan, namespace, dry_run)
-        refusal = plan.refusal(max_fraction)
-        summary = plan.summary(include_plan=dry_run)
-        summary.update(
-            namespace=namespace,
-            dry_run=dry_run,
-            runs_matched=counts["runs_matched"],
-            runs_too_recent=counts["runs_too_recent"],
-        )
-        if dry_run:
+        editor = RunEditor(hook)
+        try:
+            builder = PlanBuilder(policy, now=now)
+            self._scan(editor, builder, now, counts)
+            plan = builder.finish(runs_scanned=counts["runs_scanned"])
+            self._log_plan(plan, namespace, dry_run)
+            refusal = plan.refusal(max_fraction)
+            summary = plan.summary(include_plan=dry_run)
+            summary.update(
+                namespace=namespace,
+                dry_run=dry_run,
+                runs_matched=counts["runs_matched"],
+                runs_too_recent=counts["runs_too_recent"],
+            )
+            if dry_run:
+                if refusal:
+                    summary["refused"] = refusal
+                    self.log.warning("A real run would refuse this plan: %s", refusal)
+                self.log.info("Dry run: nothing deleted")
+                summary["bytes_freed"] = 0
+                summary["bytes_to_free"] = plan.bytes_freed
+                summary["checkpoints_to_delete"] = plan.checkpoints_deleted
+                summary["checkpoints_deleted"] = 0
+                summary["requests"] = request_counts(hook, requests_before)
+                return summary
             if refusal:
-                summary["refused"] = refusal
-                self.log.warning("A real run would refuse this plan: %s", refusal)
-            self.log.info("Dry run: nothing deleted")
-            summary["bytes_freed"] = 0
-            summary["bytes_to_free"] = plan.bytes_freed
-            summary["checkpoints_to_delete"] = plan.checkpoints_deleted
-            summary["checkpoints_deleted"] = 0
-            summary["requests"] = request_counts(hook, requests_before)
-            return summary
-        if refusal:
-            raise NeptuneRetentionRefusedError(refusal)
-        self._apply(hook, plan, namespace)
+                raise NeptuneRetentionRefusedError(refusal)
+            self._apply(editor, plan, namespace)
+        finally:
+            editor.close()
         summary["requests"] = request_counts(hook, requests_before)
         self.log.info("Requests spent (shared budget): %s", summary["requests"])
         return summary
@@ -611,7 +609,7 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
             "delete (%.0f%%), %d bytes to free",
             namespace,
             plan.runs_scanned,
-            len(plan.runs),
+            plan.runs_with_checkpoints,
             plan.checkpoints_found,
             plan.checkpoints_kept,
             plan.checkpoints_deleted,
@@ -619,18 +617,34 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
             plan.bytes_freed,
         )
 
-    def _apply(self, hook: NeptuneHook, plan: RetentionPlan, namespace: str) -> None:
-        from airflow_provider_neptune.operators.checkpoint_store import delete_entries
+    def _apply(self, editor: RunEditor, plan: RetentionPlan, namespace: str) -> None:
+        """Delete each changed run's entries in one request by the run's id (no run is opened).
 
-        todo = [run for run in plan.runs if run.deleted]
-        # Deleting needs the server: a connection set to offline (or read-only) mode deletes in async mode.
-        mode = hook.settings.mode if hook.settings.mode in SERVER_WRITE_MODES else "async"
+        The server confirms each request before the next: a failure leaves the runs before it done,
+        the run it hit either untouched or (on a server applying a batch one edit after the other)
+        with a remnant the next clean-up finishes, and the runs after it untouched.
+        """
+        from airflow_provider_neptune.core.checkpoint_store import deletion_edits
+        from airflow_provider_neptune.exceptions import NeptuneProviderError, NeptuneRunNotFoundError
+
+        todo = plan.runs
         freed = 0
         for index, run_plan in enumerate(todo, start=1):
-            with hook.get_run(run_id=run_plan.run_id, mode=mode) as run:
-                removed = delete_entries(run, namespace, run_plan.deleted)
-                if removed:
-                    hook.wait_for_delivery(run, timeout=self.delivery_timeout)
+            edits = deletion_edits(namespace, zip(run_plan.deleted, run_plan.deleted_fields, strict=True))
+            try:
+                errors = editor.edit(run_plan.internal_id, edits)
+            except NeptuneRunNotFoundError:
+                self.log.warning(
+                    "[%d/%d] run %s no longer exists; skipped", index, len(todo), run_plan.run_id
+                )
+                continue
+            if errors:
+                raise NeptuneProviderError(
+                    f"The server refused {len(errors)} deletion(s) in run {run_plan.run_id}: "
+                    + "; ".join(errors[:5])
+                    + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
+                    + ". The next clean-up retries them."
+                )
             freed += run_plan.bytes_freed
             self.log.info(
                 "[%d/%d] run %s: deleted %d checkpoint(s), %d bytes freed (%d so far)",

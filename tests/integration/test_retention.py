@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_neptune.operators import checkpoint_store
+from airflow_provider_neptune.core.checkpoint_records import RECORD_MARKER
+from airflow_provider_neptune.hooks.run_edits import RunEditor
 from airflow_provider_neptune.operators.artifacts import (
     NeptuneArtifactRetentionOperator,
     NeptuneRetentionRefusedError,
 )
-from airflow_provider_neptune.operators.checkpoint_records import RECORD_MARKER
 from tests.helpers.artifacts_support import close_pooled_runs, context, plain_run, use_emulator  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
@@ -178,19 +178,19 @@ def test_interrupted_clean_up_is_finished_by_the_next_run(
     del run["checkpoints/step_1/file"]
     run.stop()
 
-    real_delete = checkpoint_store.delete_entries
+    real_edit = RunEditor.edit
     calls: list[str] = []
 
-    def crash_after_first_run(run: Any, namespace: str, keys: Any) -> int:
+    def crash_after_first_run(editor: RunEditor, run_internal_id: str, edits: Any) -> list[str]:
         if calls:
             raise RuntimeError("worker lost")
-        calls.append(namespace)
-        return real_delete(run, namespace, keys)
+        calls.append(run_internal_id)
+        return real_edit(editor, run_internal_id, edits)
 
-    monkeypatch.setattr(checkpoint_store, "delete_entries", crash_after_first_run)
+    monkeypatch.setattr(RunEditor, "edit", crash_after_first_run)
     with pytest.raises(RuntimeError, match="worker lost"):
         _op(tag).execute(context())
-    monkeypatch.setattr(checkpoint_store, "delete_entries", real_delete)
+    monkeypatch.setattr(RunEditor, "edit", real_edit)
     first_done = {name: read_checkpoints(retention_env, sys_id) for name, sys_id in ids.items()}
     assert sum(len(v) for v in first_done.values()) < 9
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from airflow_provider_neptune.operators.checkpoint_records import Checkpoint
-from airflow_provider_neptune.operators.retention_plan import (
+from airflow_provider_neptune.core.checkpoint_records import Checkpoint
+from airflow_provider_neptune.core.retention_plan import (
     KEEP_FINAL,
     KEEP_LAST_REMAINING,
     KEEP_MARKED,

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_neptune.core.checkpoint_store import HashingReader, file_digest, file_extension
 from airflow_provider_neptune.operators.artifacts import (
     NeptuneArtifactRetentionOperator,
     NeptuneUploadArtifactOperator,
     resolve_files,
 )
-from airflow_provider_neptune.operators.checkpoint_store import HashingReader, file_digest, file_extension
 from airflow_provider_neptune.operators.rendered_values import (
     as_bool,
     as_optional_float,
@@ -26,7 +26,7 @@ from airflow_provider_neptune.operators.rendered_values import (
 )
 from airflow_provider_neptune.operators.sync import owner_pid, process_alive, resolve_data_directory
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_rendered_values_accept_native_and_string_forms() -> None:

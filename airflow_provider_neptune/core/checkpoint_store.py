@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_neptune.operators.checkpoint_records import (
+from airflow_provider_neptune.core.checkpoint_records import (
     ENTRY_FIELDS_DELETE_ORDER,
     FILE_FIELD,
     KEEP_FIELD,
@@ -29,6 +29,7 @@ from airflow_provider_neptune.operators.checkpoint_records import (
     UPLOADED_AT_FIELD,
     Checkpoint,
     checkpoints_from_fields,
+    field_bit,
     flatten,
 )
 
@@ -168,39 +169,44 @@ def upload_entry(
     run[f"{base}/{RECORD_FIELD}"] = RECORD_MARKER
 
 
-def delete_entries(run: Any, namespace: str, keys: Iterable[str]) -> int:
-    """Queue deletion of the record fields of each entry (the file first, the ``record`` marker last).
+def deletion_edits(namespace: str, entries: Iterable[tuple[str, int]]) -> list[tuple[str, str | None]]:
+    """The field edits deleting each ``(key, fields)`` entry: per entry the file first, the marker last.
 
-    Only the fields of a checkpoint record are removed, so nothing else a user stored under the
-    namespace (or beside a record) is touched. A record written before the marker existed gets the
-    marker first, so an interrupted deletion leaves a remnant the next clean-up still recognises.
-    Returns how many fields were queued for deletion.
+    ``fields`` is the entry's :attr:`Checkpoint.fields` bitmask: only record fields the entry holds are
+    deleted, so nothing else a user stored under the namespace (or beside a record) is touched. A record
+    written before the marker existed gets the marker first, so a server that applies the edits one by
+    one and stops half-way leaves a remnant the next clean-up still recognises. ``(path, None)`` deletes
+    a field, ``(path, text)`` assigns a string (see :mod:`airflow_provider_neptune.hooks.run_edits`).
     """
-    run.sync()
-    removed = 0
-    for key in keys:
+    edits: list[tuple[str, str | None]] = []
+    record_bit = field_bit(RECORD_FIELD)
+    for key, fields in entries:
         base = f"{namespace}/{key}"
-        if not run.exists(f"{base}/{RECORD_FIELD}") and run.exists(f"{base}/{SHA256_FIELD}"):
-            run[f"{base}/{RECORD_FIELD}"] = RECORD_MARKER
-        for name in ENTRY_FIELDS_DELETE_ORDER:
-            path = f"{base}/{name}"
-            if run.exists(path):
-                run.pop(path)
-                removed += 1
-    return removed
+        present = fields
+        if not fields & record_bit and fields & field_bit(SHA256_FIELD):
+            edits.append((f"{base}/{RECORD_FIELD}", RECORD_MARKER))
+            present |= record_bit
+        edits.extend(
+            (f"{base}/{name}", None) for name in ENTRY_FIELDS_DELETE_ORDER if present & field_bit(name)
+        )
+    return edits
 
 
 def table_row_fields(row: Any) -> tuple[str, dict[str, Any], set[str]]:
-    """(sys/id, {path: value}, {paths of File fields}) of one ``fetch_runs_table`` row.
+    """(sys/id, {path: value}, {paths of File fields}) of one runs-table row.
 
-    The client's ``TableEntry`` offers no public listing of its fields; like the client's own
-    ``to_pandas`` this reads the entry's attribute list.
+    ``row`` is a ``fetch_runs_table`` ``TableEntry`` or a search page's ``LeaderboardEntry`` (which
+    :meth:`RunEditor.runs <airflow_provider_neptune.hooks.run_edits.RunEditor.runs>` yields, with
+    datetimes still as text: they are parsed here). Neither offers a public listing of its fields; like
+    the client's own ``to_pandas`` this reads the entry's attribute list.
     """
     from neptune.internal.backends.api_model import AttributeType
+    from neptune.internal.utils.iso_dates import parse_iso_date
 
     values: dict[str, Any] = {}
     files: set[str] = set()
-    attributes: Iterable[Any] = getattr(row, "_attributes", ())
+    listed = getattr(row, "attributes", None)
+    attributes: Iterable[Any] = listed if listed is not None else getattr(row, "_attributes", ())
     for attribute in attributes:
         if attribute.type == AttributeType.FILE:
             files.add(attribute.path)
@@ -209,10 +215,17 @@ def table_row_fields(row: Any) -> tuple[str, dict[str, Any], set[str]]:
             values[attribute.path] = attribute.properties.get("last")
         elif attribute.type == AttributeType.STRING_SET:
             values[attribute.path] = set(attribute.properties.get("values") or ())
+        elif attribute.type == AttributeType.DATETIME and isinstance(attribute.properties.get("value"), str):
+            values[attribute.path] = parse_iso_date(attribute.properties["value"])
         else:
             values[attribute.path] = attribute.properties.get("value")
-    run_id = values.get("sys/id") or getattr(row, "_id", "")
+    run_id = values.get("sys/id") or internal_id(row)
     return str(run_id), values, files
+
+
+def internal_id(row: Any) -> str:
+    """The run's internal id (the container id ``executeOperations`` takes) of a runs-table row."""
+    return str(getattr(row, "id", None) or getattr(row, "_id", ""))
 
 
 def created_at(values: Mapping[str, Any]) -> datetime | None:
