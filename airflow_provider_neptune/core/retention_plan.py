@@ -261,17 +261,18 @@ class PlanBuilder:
         self._found += len(run.checkpoints)
         old = self._cutoff is not None and run.created_at is not None and run.created_at < self._cutoff
         count = self._policy.keep_best_runs
-        if count is None or old:
+        if count is None:
             self._hold(seq, plan_run(run, self._policy, final_only=old))
             return
         final_only = plan_run(run, self._policy, final_only=True)
         if run.run_metric is None or count == 0:
             self._hold(seq, final_only)
             return
+        # An old run still takes its place among the best runs (the rules apply independently).
         ranked = _Ranked(
             _rank_key(run.run_metric, run.run_id, self._policy.run_metric_direction),
             seq,
-            plan_run(run, self._policy, final_only=False),
+            final_only if old else plan_run(run, self._policy, final_only=False),
             final_only,
         )
         if len(self._best) < count:
