@@ -141,6 +141,7 @@ class RetentionPlan:
         result: dict[str, Any] = {
             "runs_scanned": self.runs_scanned,
             "runs_with_checkpoints": self.runs_with_checkpoints,
+            "runs_changed": len(self.runs),
             "checkpoints_found": self.checkpoints_found,
             "checkpoints_kept": self.checkpoints_kept,
             "checkpoints_deleted": self.checkpoints_deleted,
