@@ -7,22 +7,19 @@ table scan, never downloading a file. Both reach Neptune only through :class:`Ne
 
 from __future__ import annotations
 
-import glob
 import logging
-import os
 import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-
 from airflow_provider_neptune.exceptions import NeptuneRetentionRefusedError
-from airflow_provider_neptune.hooks.server_rules import REQUEST_KEYS, counter_delta
 from airflow_provider_neptune.links import NeptuneRunLink, record_run_link
+from airflow_provider_neptune.operators.base import NeptuneBaseOperator, normalize_tags
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from airflow.sdk import Context
 
     from airflow_provider_neptune.core.checkpoint_records import Checkpoint, Direction
@@ -39,12 +36,8 @@ __all__ = [
     "NeptuneArtifactRetentionOperator",
     "NeptuneRetentionRefusedError",
     "NeptuneUploadArtifactOperator",
-    "base_directory",
-    "request_counts",
-    "resolve_files",
 ]
 
-_GLOB_CHARS = ("*", "?", "[")
 UPLOAD_MODES = ("async", "sync", "offline")
 
 # Offline runs cannot be read back from a server; within the process that owns such a run handle the
@@ -54,72 +47,7 @@ _OFFLINE_LEDGER: weakref.WeakKeyDictionary[Any, dict[str, dict[str, Checkpoint]]
 )
 
 
-def _new_hook(conn_id: str, project: str | None, mode: str | None) -> NeptuneHook:
-    from airflow_provider_neptune.hooks.neptune import NeptuneHook
-    from airflow_provider_neptune.operators.rendered_values import as_optional_str
-
-    # Templated values may render to "" or "None" when not set: fall back to the connection then.
-    return NeptuneHook(conn_id, project=as_optional_str(project), mode=as_optional_str(mode))
-
-
-def base_directory(path: str) -> Path:
-    """The directory ``path`` was given: its leading part before any wildcard (the parent for a file).
-
-    A ``..`` component is refused: it could climb out of the directory the path names.
-    """
-    parts = Path(path).parts
-    if ".." in parts:
-        raise ValueError(f"path {path!r} contains '..'; write it without '..' (e.g. as an absolute path)")
-    fixed = len(parts) - 1
-    if any(char in path for char in _GLOB_CHARS):
-        fixed = next(i for i, part in enumerate(parts) if any(char in part for char in _GLOB_CHARS))
-    return Path(*parts[:fixed]) if fixed > 0 else Path(".")
-
-
-def resolve_files(path: str, *, follow_symlinks: bool = False) -> list[Path]:
-    """The files ``path`` names: one file, or every file a glob (``**`` allowed) matches, sorted.
-
-    Unless ``follow_symlinks``, a file whose real location (symlinks resolved, also symlinked
-    directories a ``**`` walked through) lies outside :func:`base_directory` is refused, so a link
-    inside a checkpoint folder cannot upload e.g. ``/etc/passwd``. Several names of one real file
-    (a symlink to a sibling, a ``**`` walk through a link) yield it once, under its first name.
-    """
-    base = base_directory(path)
-    if any(char in path for char in _GLOB_CHARS):
-        matches = sorted(Path(p) for p in glob.glob(path, recursive=True) if Path(p).is_file())
-        if not matches:
-            raise FileNotFoundError(f"no file matches {path!r}")
-    else:
-        matches = [Path(path)]
-        if not matches[0].is_file():
-            raise FileNotFoundError(f"checkpoint file {path!r} does not exist or is not a file")
-    real_base = Path(os.path.realpath(base))
-    files: list[Path] = []
-    seen: set[Path] = set()
-    outside: list[str] = []
-    for match in matches:
-        real = Path(os.path.realpath(match))
-        if not follow_symlinks and not real.is_relative_to(real_base):
-            outside.append(f"{match} -> {real}")
-            continue
-        if real not in seen:
-            seen.add(real)
-            files.append(match)
-    if outside:
-        shown = "; ".join(outside[:5]) + (f"; and {len(outside) - 5} more" if len(outside) > 5 else "")
-        raise ValueError(
-            f"{len(outside)} file(s) matched by {path!r} resolve outside {str(base)!r} through symlinks "
-            f"({shown}); refusing to upload them. Set follow_symlinks=True to allow it."
-        )
-    return files
-
-
-def request_counts(hook: NeptuneHook, before: dict[str, int]) -> dict[str, int]:
-    """Requests, 429s and retries this process sent to the hook's server since ``before``."""
-    return counter_delta(before, hook.counters, REQUEST_KEYS)
-
-
-class NeptuneUploadArtifactOperator(BaseOperator):
+class NeptuneUploadArtifactOperator(NeptuneBaseOperator):
     """Upload a checkpoint file (or a glob of files) to a run, with the fields retention decides on.
 
     Each file goes to ``<namespace>/<key>/file`` and beside it ``score``, ``step``, ``size`` (bytes,
@@ -189,9 +117,6 @@ class NeptuneUploadArtifactOperator(BaseOperator):
         custom_run_id: str | None = None,
         follow_symlinks: bool = False,
         delivery_timeout: float = 600.0,
-        neptune_conn_id: str = "neptune_default",
-        project: str | None = None,
-        mode: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -208,23 +133,14 @@ class NeptuneUploadArtifactOperator(BaseOperator):
         self.custom_run_id = custom_run_id
         self.follow_symlinks = follow_symlinks
         self.delivery_timeout = delivery_timeout
-        self.neptune_conn_id = neptune_conn_id
-        self.project = project
-        self.mode = mode
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Gate, stash and upload the files, then wait until the server confirms them."""
+        from airflow_provider_neptune.core.checkpoint_files import resolve_files
         from airflow_provider_neptune.core.checkpoint_records import (
-            Checkpoint,
             entry_key,
-            gate_upload,
             validate_direction,
             validate_namespace,
-        )
-        from airflow_provider_neptune.core.checkpoint_store import (
-            file_digest,
-            read_run_entries,
-            upload_entry,
         )
         from airflow_provider_neptune.operators.rendered_values import (
             as_bool,
@@ -253,8 +169,30 @@ class NeptuneUploadArtifactOperator(BaseOperator):
         if len(set(keys)) != len(keys):
             raise ValueError(f"several files map to the same checkpoint key: {sorted(keys)}")
 
-        hook = _new_hook(self.neptune_conn_id, self.project, self.mode)
-        requests_before = hook.counters
+        with self.closing_hook() as hook:
+            return self._upload(context, hook, namespace, direction, files, keys, score, step, keep_top_k)
+
+    def _upload(
+        self,
+        context: Context,
+        hook: NeptuneHook,
+        namespace: str,
+        direction: Direction,
+        files: list[Path],
+        keys: list[str],
+        score: float | None,
+        step: float | None,
+        keep_top_k: int | None,
+    ) -> dict[str, Any]:
+        """Open the run, gate, skip what is already there, queue the rest and wait for delivery."""
+        from airflow_provider_neptune.core.checkpoint_records import Checkpoint, gate_upload
+        from airflow_provider_neptune.core.checkpoint_store import file_digest, read_run_entries, upload_entry
+        from airflow_provider_neptune.operators.rendered_values import as_bool, as_optional_str
+
+        only_if_better = as_bool("only_if_better", self.only_if_better)
+        run_id = as_optional_str(self.run_id)
+        custom_run_id = as_optional_str(self.custom_run_id)
+        requests_before = self.request_counters()
         mode = hook.settings.mode
         if mode not in UPLOAD_MODES:
             raise ValueError(
@@ -342,11 +280,11 @@ class NeptuneUploadArtifactOperator(BaseOperator):
             "uploaded": uploaded,
             "skipped": skipped,
             "bytes_uploaded": total,
-            "requests": request_counts(hook, requests_before),
+            "requests": self.requests_since(requests_before),
         }
 
 
-class NeptuneArtifactRetentionOperator(BaseOperator):
+class NeptuneArtifactRetentionOperator(NeptuneBaseOperator):
     """Delete checkpoints not worth keeping, per run and project-wide, safely and idempotently.
 
     For every run matched by ``tags`` / ``state`` / ``query`` (and created more than
@@ -425,9 +363,6 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
         final_only_older_than_days: float | str | None = None,
         delivery_timeout: float = 300.0,
         progress_every: int = 100,
-        neptune_conn_id: str = "neptune_default",
-        project: str | None = None,
-        mode: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -448,9 +383,6 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
         self.final_only_older_than_days = final_only_older_than_days
         self.delivery_timeout = delivery_timeout
         self.progress_every = progress_every
-        self.neptune_conn_id = neptune_conn_id
-        self.project = project
-        self.mode = mode
 
     def _policy(self) -> RetentionPolicy:
         from airflow_provider_neptune.core.checkpoint_records import validate_direction
@@ -482,11 +414,6 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
             ),
         )
 
-    def _tags(self) -> list[str]:
-        if isinstance(self.tags, str):
-            return [t.strip() for t in self.tags.split(",") if t.strip()]
-        return [str(t) for t in self.tags or ()]
-
     def _selection(self) -> dict[str, Any]:
         """``{"query": <NQL>}`` selecting the runs, built here with every value quoted (``{}``: all).
 
@@ -498,7 +425,7 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
         from airflow_provider_neptune.nql_text import check_fragment, condition
         from airflow_provider_neptune.operators.rendered_values import as_optional_str
 
-        tags = self._tags()
+        tags = normalize_tags(self.tags)
         state = as_optional_str(self.state)
         if state is not None and state not in ("active", "inactive"):
             raise ValueError(f"state must be 'active' or 'inactive', got {state!r}")
@@ -543,8 +470,6 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         """Scan, plan, check the safety limit, then delete run by run (or only report in a dry run)."""
         from airflow_provider_neptune.core.checkpoint_records import validate_namespace
-        from airflow_provider_neptune.core.retention_plan import PlanBuilder
-        from airflow_provider_neptune.hooks.run_edits import RunEditor
         from airflow_provider_neptune.operators.rendered_values import as_bool, as_optional_float
 
         namespace = validate_namespace(str(self.namespace))
@@ -553,8 +478,17 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
         max_fraction = as_optional_float("max_delete_fraction", self.max_delete_fraction)
         if max_fraction is None or not 0 <= max_fraction <= 1:
             raise ValueError(f"max_delete_fraction must be between 0 and 1, got {self.max_delete_fraction!r}")
-        hook = _new_hook(self.neptune_conn_id, self.project, self.mode)
-        requests_before = hook.counters
+        with self.closing_hook() as hook:
+            return self._clean_up(hook, namespace, policy, dry_run, max_fraction)
+
+    def _clean_up(
+        self, hook: NeptuneHook, namespace: str, policy: RetentionPolicy, dry_run: bool, max_fraction: float
+    ) -> dict[str, Any]:
+        """Scan and plan; in a dry run report, else check the safety limit and delete."""
+        from airflow_provider_neptune.core.retention_plan import PlanBuilder
+        from airflow_provider_neptune.hooks.run_edits import RunEditor
+
+        requests_before = self.request_counters()
         now = datetime.now(UTC)
         counts = {"runs_matched": 0, "runs_too_recent": 0, "runs_scanned": 0}
         editor = RunEditor(hook)
@@ -580,14 +514,14 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
                 summary["bytes_to_free"] = plan.bytes_freed
                 summary["checkpoints_to_delete"] = plan.checkpoints_deleted
                 summary["checkpoints_deleted"] = 0
-                summary["requests"] = request_counts(hook, requests_before)
+                summary["requests"] = self.requests_since(requests_before)
                 return summary
             if refusal:
                 raise NeptuneRetentionRefusedError(refusal)
             self._apply(editor, plan, namespace)
         finally:
             editor.close()
-        summary["requests"] = request_counts(hook, requests_before)
+        summary["requests"] = self.requests_since(requests_before)
         self.log.info("Requests spent (shared budget): %s", summary["requests"])
         return summary
 
