@@ -300,14 +300,17 @@ class NeptuneArtifactRetentionOperator(NeptuneBaseOperator):
     touched; a plan deleting more than ``max_delete_fraction`` of the checkpoints found is refused
     (raise the fraction after reviewing the dry-run plan); the plan is recomputed from the server on
     every run, so a second run deletes nothing and an interrupted one is finished by the next.
-    Scans the project with the client's paged table fetch and deletes run by run, each confirmed,
-    all through the hook's shared request budget, logging progress.
+    Cost: the scan reads the runs table page by page (100 runs a page, ``NEPTUNE_FETCH_TABLE_STEP_SIZE``)
+    and plans each run as it arrives, holding only the runs that lose a checkpoint; each such run's
+    deletions then go in one ``executeOperations`` by the run's id (no run is opened), confirmed by
+    the server before the next; a run that keeps everything costs no request. All requests pass the
+    hook's shared budget and retry policy; progress is logged.
 
     :param namespace: the checkpoints' namespace (templated), default ``checkpoints``.
     :param keep_top_k: checkpoints kept per run by score (templated).
     :param direction: ``max`` (higher score is better) or ``min``.
     :param keep_last: also keep each run's final checkpoint.
-    :param tags: only runs having all these tags.
+    :param tags: only runs having all these tags: a list, or a string naming one tag (never split).
     :param state: only runs in this state (``active`` or ``inactive``).
     :param query: NQL query selecting runs (templated); combined with ``tags``/``state`` by AND.
     :param older_than_days: only runs created more than this many days ago (templated).
@@ -317,14 +320,17 @@ class NeptuneArtifactRetentionOperator(NeptuneBaseOperator):
     :param run_metric: field or float series ranking the runs (its last value).
     :param run_metric_direction: ``max`` or ``min`` for ``run_metric``; default ``direction``.
     :param final_only_older_than_days: project-wide: runs older than this keep only the final one.
-    :param delivery_timeout: seconds to wait for each run's deletions to be confirmed.
+    :param delivery_timeout: accepted so DAGs written for earlier versions still parse; no effect now
+        (each run's deletions are confirmed by their own request, bounded by ``request_timeout``).
     :param progress_every: log a progress line every this many runs.
     :param neptune_conn_id: the Neptune connection.
     :param project: ``workspace/project`` overriding the connection's.
-    :param mode: client mode used for the deletions (``async`` or ``sync``).
-    :returns: (XCom) runs_scanned, checkpoints_found/kept/deleted, bytes_freed, delete_fraction,
-        requests (requests, 429s, retries spent), dry_run, and in a dry run the ``plan`` of the runs
-        with deletions (and ``refused`` when a real run would refuse).
+    :param mode: client mode overriding the connection's; validated, but deletions are always sent
+        synchronously by run id whatever the mode (an ``offline`` connection still needs its server).
+    :returns: (XCom) runs_scanned, runs_with_checkpoints, runs_changed (runs losing a checkpoint),
+        checkpoints_found/kept/deleted, bytes_freed, delete_fraction, requests (requests, 429s,
+        retries spent), dry_run, and in a dry run the ``plan`` of the runs with deletions (and
+        ``refused`` when a real run would refuse).
     """
 
     template_fields: Sequence[str] = (
