@@ -1,8 +1,10 @@
-"""Reading, writing and deleting checkpoint entries through a ``neptune`` run handle.
+"""Checkpoint entries read and written through a ``neptune`` run handle, and the edits that delete them.
 
-The neptune-facing half of checkpoint handling (the pure half is :mod:`.checkpoint_records`). Every
-function works on a run or table row obtained from :class:`NeptuneHook`, so every request it causes
-passes the hook's shared budget and retry policy. ``neptune`` itself is imported inside functions only.
+The neptune-facing half of checkpoint handling (the pure half is :mod:`.checkpoint_records`): reading
+a run's entries, uploading one, parsing a runs-table row, and the field edits a clean-up sends by run
+id (:mod:`airflow_provider_neptune.hooks.run_edits`). Runs and rows come from :class:`NeptuneHook`, so
+every request passes the hook's shared budget and retry policy. ``neptune`` is imported inside
+functions only.
 """
 
 from __future__ import annotations
