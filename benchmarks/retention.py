@@ -162,7 +162,7 @@ def run(opts: harness.Options) -> harness.Section:
         harness.TITLES[NAME],
         opts,
         scale=f"{runs:,} runs x {CHECKPOINTS} checkpoints of {FILE_SIZE} bytes; keep top {KEEP_TOP_K} "
-        f"+ last; plan memory at {memory_runs:,} runs",
+        f"+ last; " + (f"plan memory at {memory_runs:,} runs" if memory_runs else "plan memory step skipped"),
     )
     tags = [[f"upto{quarter}", quarter], [f"upto{half}", half], ["all", -1]]
     range_tags = [["group_a", 0, quarter], ["group_b", quarter, runs]]
