@@ -92,15 +92,26 @@ class RunEditor:
         ]
         if not operations:
             return []
+        from bravado.exception import HTTPError
+        from neptune.common.exceptions import ClientHttpError
         from neptune.exceptions import ContainerUUIDNotFound
 
-        from airflow_provider_neptune.exceptions import NeptuneRunNotFoundError
+        from airflow_provider_neptune.exceptions import NeptuneProviderError, NeptuneRunNotFoundError
 
+        what = f"Editing run {run_internal_id}"
         try:
-            with self._hook._translate_errors(f"Editing run {run_internal_id}"):
+            with self._hook._translate_errors(what):
                 errors = self._backend._execute_operations(run_internal_id, ContainerType.RUN, operations)
         except ContainerUUIDNotFound as exc:
             raise NeptuneRunNotFoundError(f"run {run_internal_id} no longer exists") from exc
+        except ClientHttpError as exc:  # an answer no retry can change (retryable ones were retried)
+            raise NeptuneProviderError(
+                f"{what}: the server refused the request (HTTP {exc.status}: {str(exc.response)[:300]})"
+            ) from exc
+        except HTTPError as exc:
+            raise NeptuneProviderError(
+                f"{what}: the server refused the request (HTTP {exc.status_code}: {str(exc)[:300]})"
+            ) from exc
         return [str(error) for error in errors]
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_neptune.core.checkpoint_records import RECORD_MARKER
+from airflow_provider_neptune.exceptions import NeptuneProviderError
 from airflow_provider_neptune.hooks.run_edits import RunEditor
 from airflow_provider_neptune.operators.artifacts import (
     NeptuneArtifactRetentionOperator,
@@ -226,3 +227,23 @@ def test_only_whole_records_are_touched_and_foreign_fields_survive(
     assert after["half"] == {"comment"}
     assert after["step_1"] >= {"file", "sha256", "score", "size", "uploaded_at", "name"}
     assert _op(tag, keep_top_k=1, mode=mode).execute(context())["checkpoints_deleted"] == 0
+
+
+def test_a_failed_request_leaves_its_run_whole_and_the_next_clean_up_finishes(
+    retention_env: Any, tag: str
+) -> None:
+    ids = make_runs(retention_env, tag, {"a": SCORES["a"], "b": SCORES["b"]})
+    before = {name: read_checkpoints(retention_env, sys_id) for name, sys_id in ids.items()}
+    # An answer no retry can change stops the clean-up at the first changed run, which stays whole.
+    retention_env.set_faults(fail_next={"route": "executeOperations", "status": 400, "count": 1})
+    with pytest.raises(NeptuneProviderError, match=r"HTTP 400"):
+        _op(tag).execute(context())
+    assert {name: read_checkpoints(retention_env, sys_id) for name, sys_id in ids.items()} == before
+    # Answers the transport retries (503) cost retries, not the result.
+    retention_env.set_faults(fail_next={"route": "executeOperations", "status": 503, "count": 2})
+    done = _op(tag).execute(context())
+    assert done["requests"]["retries"] >= 2
+    assert done["checkpoints_deleted"] == 4
+    assert read_checkpoints(retention_env, ids["a"]) == {"step_1": True, "step_3": True, "step_5": True}
+    assert read_checkpoints(retention_env, ids["b"]) == {"step_0": True, "step_2": True}
+    assert _op(tag).execute(context())["checkpoints_deleted"] == 0
