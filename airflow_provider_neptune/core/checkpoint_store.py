@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from airflow_provider_neptune.core.checkpoint_records import (
     ENTRY_FIELDS_DELETE_ORDER,
@@ -30,9 +31,11 @@ from airflow_provider_neptune.core.checkpoint_records import (
     STEP_FIELD,
     UPLOADED_AT_FIELD,
     Checkpoint,
+    Direction,
     checkpoints_from_fields,
     field_bit,
     flatten,
+    gate_upload,
 )
 
 log = logging.getLogger(__name__)
@@ -169,6 +172,88 @@ def upload_entry(
         run[path] = value
     run[f"{base}/{SHA256_FIELD}"] = sha256
     run[f"{base}/{RECORD_FIELD}"] = RECORD_MARKER
+
+
+class InfoLog(Protocol):
+    """Where progress goes: a logger (the task's) with ``info``."""
+
+    def info(self, event: Any, *args: Any, **kw: Any) -> Any:
+        """Log ``event % args`` at INFO."""
+
+
+@dataclass
+class UploadOutcome:
+    """What :func:`upload_checkpoints` did: entries queued, entries skipped (with why), as XCom rows."""
+
+    uploaded: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    queued: list[Checkpoint] = field(default_factory=list)
+
+
+def upload_checkpoints(
+    run: Any,
+    namespace: str,
+    sources: Sequence[tuple[str, Path]],
+    existing: Mapping[str, Checkpoint],
+    *,
+    score: float | None,
+    step: float | None,
+    keep: bool,
+    stash: bool,
+    gate: tuple[int, Direction] | None,
+    task_log: InfoLog,
+) -> UploadOutcome:
+    """Queue ``(key, file)`` uploads into ``run`` under ``namespace``, skipping what need not go.
+
+    ``gate`` (``(keep_top_k, direction)``) sends nothing unless ``score`` is among the best so far of
+    the run's other entries (``existing``, read before); an entry already holding the same sha256 and
+    its file is skipped, so a task retry does not send the same bytes again. Logs to ``task_log``.
+    """
+    outcome = UploadOutcome()
+    reason = ""
+    if gate is not None and score is not None:
+        keys = {key for key, _ in sources}
+        others = [c for c in existing.values() if c.key not in keys]
+        send, reason = gate_upload(others, score, gate[0], gate[1], key="")
+        if not send:
+            task_log.info("Not uploading %s: %s", ", ".join(str(f) for _, f in sources), reason)
+            outcome.skipped.extend({"key": k, "file": str(f), "reason": reason} for k, f in sources)
+            return outcome
+    for key, source in sources:
+        sha256, size = file_digest(source)
+        previous = existing.get(key)
+        if previous is not None and previous.sha256 == sha256 and previous.has_file:
+            why = "already uploaded (same sha256 at the same place)"
+            task_log.info("Skipping %s -> %s/%s: %s", source, namespace, key, why)
+            outcome.skipped.append({"key": key, "file": str(source), "reason": why})
+            continue
+        upload_entry(
+            run,
+            namespace,
+            key,
+            source,
+            sha256=sha256,
+            size=size,
+            score=score,
+            step=step,
+            keep=keep,
+            stash=stash,
+            previous=previous,
+        )
+        outcome.uploaded.append(
+            {"key": key, "file": str(source), "size": size, "sha256": sha256, "score": score, "step": step}
+        )
+        outcome.queued.append(Checkpoint(key=key, sha256=sha256, score=score, step=step, size=size))
+        task_log.info(
+            "Queued %s -> %s/%s (%d bytes, sha256 %s...)%s",
+            source,
+            namespace,
+            key,
+            size,
+            sha256[:12],
+            f"; {reason}" if reason else "",
+        )
+    return outcome
 
 
 def deletion_edits(namespace: str, entries: Iterable[tuple[str, int]]) -> list[tuple[str, str | None]]:

@@ -185,8 +185,7 @@ class NeptuneUploadArtifactOperator(NeptuneBaseOperator):
         keep_top_k: int | None,
     ) -> dict[str, Any]:
         """Open the run, gate, skip what is already there, queue the rest and wait for delivery."""
-        from airflow_provider_neptune.core.checkpoint_records import Checkpoint, gate_upload
-        from airflow_provider_neptune.core.checkpoint_store import file_digest, read_run_entries, upload_entry
+        from airflow_provider_neptune.core.checkpoint_store import read_run_entries, upload_checkpoints
         from airflow_provider_neptune.operators.rendered_values import as_bool, as_optional_str
 
         only_if_better = as_bool("only_if_better", self.only_if_better)
@@ -199,8 +198,6 @@ class NeptuneUploadArtifactOperator(NeptuneBaseOperator):
                 f"cannot upload checkpoints in mode {mode!r}; use one of {', '.join(UPLOAD_MODES)}"
             )
         offline = mode == "offline"
-        uploaded: list[dict[str, Any]] = []
-        skipped: list[dict[str, Any]] = []
         with hook.get_run(run_id=run_id, custom_run_id=custom_run_id) as run:
             if offline:
                 ledger = _OFFLINE_LEDGER.setdefault(run, {}).setdefault(namespace, {})
@@ -209,54 +206,21 @@ class NeptuneUploadArtifactOperator(NeptuneBaseOperator):
                 ledger = None
                 existing = {c.key: c for c in read_run_entries(run, namespace)}
 
-            gate_reason = ""
-            if only_if_better and score is not None and keep_top_k is not None:
-                others = [c for c in existing.values() if c.key not in keys]
-                send, gate_reason = gate_upload(others, score, keep_top_k, direction, key="")
-                if not send:
-                    self.log.info("Not uploading %s: %s", self.path, gate_reason)
-                    skipped.extend(
-                        {"key": k, "file": str(f), "reason": gate_reason}
-                        for k, f in zip(keys, files, strict=True)
-                    )
-                    files, keys = [], []
-
-            for key, source in zip(keys, files, strict=True):
-                sha256, size = file_digest(source)
-                previous = existing.get(key)
-                if previous is not None and previous.sha256 == sha256 and previous.has_file:
-                    reason = "already uploaded (same sha256 at the same place)"
-                    self.log.info("Skipping %s -> %s/%s: %s", source, namespace, key, reason)
-                    skipped.append({"key": key, "file": str(source), "reason": reason})
-                    continue
-                upload_entry(
-                    run,
-                    namespace,
-                    key,
-                    source,
-                    sha256=sha256,
-                    size=size,
-                    score=score,
-                    step=step,
-                    keep=self.keep,
-                    stash=mode in ("async", "offline"),
-                    previous=previous,
-                )
-                record = {"key": key, "file": str(source), "size": size, "sha256": sha256}
-                record.update(score=score, step=step)
-                uploaded.append(record)
-                if ledger is not None:
-                    ledger[key] = Checkpoint(key=key, sha256=sha256, score=score, step=step, size=size)
-                self.log.info(
-                    "Queued %s -> %s/%s (%d bytes, sha256 %s...)%s",
-                    source,
-                    namespace,
-                    key,
-                    size,
-                    sha256[:12],
-                    f"; {gate_reason}" if gate_reason else "",
-                )
-
+            outcome = upload_checkpoints(
+                run,
+                namespace,
+                list(zip(keys, files, strict=True)),
+                existing,
+                score=score,
+                step=step,
+                keep=self.keep,
+                stash=mode in ("async", "offline"),
+                gate=(keep_top_k, direction) if only_if_better and keep_top_k is not None else None,
+                task_log=self.log,
+            )
+            uploaded, skipped = outcome.uploaded, outcome.skipped
+            if ledger is not None:
+                ledger.update({c.key: c for c in outcome.queued})
             if uploaded:
                 if offline:
                     run.wait(disk_only=True)
