@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_neptune.core.checkpoint_records import Checkpoint, Direction
-    from airflow_provider_neptune.core.retention_plan import PlanBuilder, RetentionPlan, RetentionPolicy
+    from airflow_provider_neptune.core.retention_plan import RetentionPlan, RetentionPolicy
     from airflow_provider_neptune.hooks.neptune import NeptuneHook
     from airflow_provider_neptune.hooks.run_edits import RunEditor
 
@@ -409,34 +409,6 @@ class NeptuneArtifactRetentionOperator(NeptuneBaseOperator):
             return {}
         return {"query": "(" + " AND ".join(parts) + ")"}
 
-    def _scan(self, editor: RunEditor, builder: PlanBuilder, now: datetime, counts: dict[str, int]) -> None:
-        """Stream the matching runs page by page into ``builder``; ``counts`` gets the scan's totals."""
-        from airflow_provider_neptune.core.checkpoint_records import (
-            checkpoints_from_fields,
-            validate_namespace,
-        )
-        from airflow_provider_neptune.core.checkpoint_store import created_at, internal_id, table_row_fields
-        from airflow_provider_neptune.core.retention_plan import RunCheckpoints
-        from airflow_provider_neptune.operators.rendered_values import as_optional_float, as_optional_str
-
-        namespace = validate_namespace(str(self.namespace))
-        older_than = as_optional_float("older_than_days", self.older_than_days)
-        cutoff = now - timedelta(days=older_than) if older_than is not None else None
-        run_metric = as_optional_str(self.run_metric)
-        for row in editor.runs(self._selection().get("query"), progress_bar=_progress_bar_class(self.log)):
-            run_id, values, files = table_row_fields(row)
-            counts["runs_matched"] += 1
-            created = created_at(values)
-            if cutoff is not None and (created is None or created >= cutoff):
-                counts["runs_too_recent"] += 1
-                continue
-            counts["runs_scanned"] += 1
-            if counts["runs_scanned"] % max(1, self.progress_every) == 0:
-                self.log.info("Scanned %d runs so far", counts["runs_scanned"])
-            checkpoints = checkpoints_from_fields(values, files, namespace)
-            metric = as_optional_float("run_metric", values.get(run_metric)) if run_metric else None
-            builder.add(RunCheckpoints(run_id, tuple(checkpoints), created, metric, internal_id(row)))
-
     def execute(self, context: Context) -> dict[str, Any]:
         """Scan, plan, check the safety limit, then delete run by run (or only report in a dry run)."""
         from airflow_provider_neptune.core.checkpoint_records import validate_namespace
@@ -456,24 +428,34 @@ class NeptuneArtifactRetentionOperator(NeptuneBaseOperator):
     ) -> dict[str, Any]:
         """Scan and plan; in a dry run report, else check the safety limit and delete."""
         from airflow_provider_neptune.core.retention_plan import PlanBuilder
+        from airflow_provider_neptune.core.retention_scan import scan_into
         from airflow_provider_neptune.hooks.run_edits import RunEditor
+        from airflow_provider_neptune.operators.rendered_values import as_optional_float, as_optional_str
 
         requests_before = self.request_counters()
         now = datetime.now(UTC)
-        counts = {"runs_matched": 0, "runs_too_recent": 0, "runs_scanned": 0}
+        older_than = as_optional_float("older_than_days", self.older_than_days)
         editor = RunEditor(hook)
         try:
             builder = PlanBuilder(policy, now=now)
-            self._scan(editor, builder, now, counts)
-            plan = builder.finish(runs_scanned=counts["runs_scanned"])
+            counts = scan_into(
+                builder,
+                editor.runs(self._selection().get("query"), progress_bar=_progress_bar_class(self.log)),
+                namespace=namespace,
+                created_before=now - timedelta(days=older_than) if older_than is not None else None,
+                run_metric=as_optional_str(self.run_metric),
+                progress_every=self.progress_every,
+                task_log=self.log,
+            )
+            plan = builder.finish(runs_scanned=counts.runs_scanned)
             self._log_plan(plan, namespace, dry_run)
             refusal = plan.refusal(max_fraction)
             summary = plan.summary(include_plan=dry_run)
             summary.update(
                 namespace=namespace,
                 dry_run=dry_run,
-                runs_matched=counts["runs_matched"],
-                runs_too_recent=counts["runs_too_recent"],
+                runs_matched=counts.runs_matched,
+                runs_too_recent=counts.runs_too_recent,
             )
             if dry_run:
                 if refusal:

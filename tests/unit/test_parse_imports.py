@@ -64,6 +64,8 @@ WORKER_SIDE = {
     "airflow_provider_neptune.core.checkpoint_records",
     "airflow_provider_neptune.core.checkpoint_store",
     "airflow_provider_neptune.core.retention_plan",
+    "airflow_provider_neptune.core.retention_scan",
+    "airflow_provider_neptune.core.checkpoint_files",
     "airflow_provider_neptune.operators.metric_inputs",
     "airflow_provider_neptune.operators.environment_checks",
     "airflow_provider_neptune.operators.rendered_values",
