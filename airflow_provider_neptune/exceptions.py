@@ -118,3 +118,7 @@ class MetricFileError(MetricInputError):
         super().__init__(f"{where}: {reason}")
         self.where = where
         self.reason = reason
+
+
+class NeptuneRetentionRefusedError(NeptuneProviderError, AirflowFailException):
+    """The clean-up plan breaks a safety limit; retrying cannot help, the limit must be raised."""

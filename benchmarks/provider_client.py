@@ -105,9 +105,9 @@ def seed_checkpoints(params: dict[str, Any]) -> dict[str, Any]:
     import hashlib
     import tempfile
 
+    from airflow_provider_neptune.core.checkpoint_records import entry_key
+    from airflow_provider_neptune.core.checkpoint_store import upload_entry
     from airflow_provider_neptune.hooks.neptune import NeptuneHook
-    from airflow_provider_neptune.operators.checkpoint_records import entry_key
-    from airflow_provider_neptune.operators.checkpoint_store import upload_entry
 
     hook = NeptuneHook()
     size = int(params["size"])

@@ -1,18 +1,31 @@
-"""Benchmark 5: checkpoint retention over 500 runs x 20 checkpoints.
+"""Benchmark 5: checkpoint retention over 500 runs x 20 checkpoints, and the plan's memory at 10,000 runs.
 
-The emulator is seeded (two processes, budget off) with runs whose checkpoint entries are laid out
-as NeptuneUploadArtifactOperator writes them, with seeded scores. NeptuneArtifactRetentionOperator
-(keep top 3 by score + the last) then plans (dry run) over a quarter, half and all of the runs, and
-applies over two disjoint groups (a quarter, then the other three quarters); each in a fresh
-process with the connection's default settings (shared budget 20 req/s). Figures: time, the
-emulator's request count and requests per run, and the process's peak memory growth. A final dry
-run and a plain-client read-back of sample runs check that exactly the expected checkpoints remain.
+The emulator's store is seeded in-process, before the emulator starts on that data directory, through
+``airflow_provider_neptune.emulator.storage.Storage`` (``create_run``, ``set_file``,
+``execute_operations``): runs whose checkpoint entries are laid out as NeptuneUploadArtifactOperator
+writes them (the field names and the record marker come from ``core.checkpoint_records``), with
+seeded scores. Seeding through HTTP took 445 s for 500 runs; in-process it takes seconds. Then
+NeptuneArtifactRetentionOperator (keep top 3 by score + the last) plans (dry run) over a quarter, half
+and all of the runs, and applies over two disjoint groups (a quarter, then the other three quarters);
+each in a fresh process with the connection's default settings (shared budget 20 req/s). Figures:
+time, the emulator's request count, requests per run and per changed run, by route, and the process's
+peak memory growth. A final dry run and a plain-client read-back of sample runs check that exactly the
+expected checkpoints remain. A second emulator holds 10,000 runs (quick: 200) for a dry-run plan whose
+peak memory is compared with the 500-run plan's: the plan streams the runs table page by page. A
+second apply over all runs must delete nothing and send no executeOperations.
+
+Scales can be changed with BENCH_RETENTION_RUNS (default 500, quick 24) and BENCH_RETENTION_PLAN_RUNS
+(default 10000, quick 200; 0 skips that step), e.g. ``BENCH_RETENTION_RUNS=5000 python -m benchmarks
+--only retention``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +37,14 @@ KEEP_TOP_K = 3
 FILE_SIZE = 256
 PLAN_TARGET_S = 30.0
 LINEAR_TOLERANCE = 0.10
-SEEDERS = 2
 SAMPLE = 12
+APPLY_PER_CHANGED_RUN_TARGET = 2.0
+# The 10,000-run plan may use at most this multiple of the peak memory growth of a plan over one page
+# of runs (the client's default page, 100 runs): the page's parsed response dominates a plan's peak, and
+# a plan holding every run's attributes would grow about 100x.
+PLAN_MEMORY_RATIO_TARGET = 3.0
+PAGE_RUNS = 100
+PROJECT = "airflow/sandbox"
 
 
 def expected_kept(run: int) -> set[int]:
@@ -34,35 +53,65 @@ def expected_kept(run: int) -> set[int]:
     return set(ranked[:KEEP_TOP_K]) | {CHECKPOINTS - 1}
 
 
-def seed(emu: Any, work: Path, runs: int, tags: list[Any], range_tags: list[Any]) -> dict[str, Any]:
-    """Create the runs in SEEDERS parallel processes; returns the time and the emulator's counts."""
-    env = harness.worker_env(
-        emu, work / "seed", AIRFLOW_CONN_NEPTUNE_DEFAULT=emu.airflow_conn_json(rate_limit_per_second=0)
+def checkpoint_bytes(run: int, checkpoint: int) -> bytes:
+    """The seeded content of one checkpoint file."""
+    return bytes((run + checkpoint + b) % 256 for b in range(FILE_SIZE))
+
+
+def seed_store(data_dir: Path, runs: int, tags: list[Any], range_tags: list[Any]) -> dict[str, Any]:
+    """Write ``runs`` runs with CHECKPOINTS entries each straight into an emulator data directory.
+
+    Uses the emulator's Storage methods (the same code its HTTP routes call), before the emulator runs
+    on that directory: each run is created (custom id ``bench-retention-<i>``), gets its files through
+    ``set_file`` and its tags and record fields in one ``execute_operations``, in the layout
+    NeptuneUploadArtifactOperator writes (record marker last).
+    """
+    import hashlib
+
+    from airflow_provider_neptune.core.checkpoint_records import (
+        NAME_FIELD,
+        RECORD_FIELD,
+        RECORD_MARKER,
+        SCORE_FIELD,
+        SHA256_FIELD,
+        SIZE_FIELD,
+        STEP_FIELD,
+        UPLOADED_AT_FIELD,
     )
-    before = harness.stats(emu)
-    cpu = harness.cpu_seconds(emu.pid)
-    bounds = [runs * i // SEEDERS for i in range(SEEDERS + 1)]
-    procs = []
-    for i in range(SEEDERS):
-        params = {
-            "first": bounds[i],
-            "last": bounds[i + 1],
-            "checkpoints": CHECKPOINTS,
-            "size": FILE_SIZE,
-            "tags": tags,
-            "range_tags": range_tags,
-        }
-        log = work / "seed" / f"seeder{i}.log"
-        procs.append((harness.spawn("benchmarks.provider_client", "seed_checkpoints", params, env, log), log))
-    results = [harness.collect(p, log, timeout=7200) for p, log in procs]
-    after = harness.stats(emu)
-    return {
-        "seconds": max(float(r["seconds"]) for r in results),
-        "requests": harness.delta(before, after, "requests_total"),
-        "runs": harness.delta(before, after, "runs_created_total"),
-        "emulator_cpu": harness.cpu_seconds(emu.pid) - cpu,
-        "run_ids": {int(k): v for r in results for k, v in r["run_ids"].items()},
-    }
+    from airflow_provider_neptune.emulator.storage import Storage
+
+    start = time.perf_counter()
+    storage = Storage(data_dir)
+    try:
+        project = storage.ensure_project(PROJECT)
+        uploaded_ms = int(datetime.now(UTC).timestamp() * 1000)
+        run_ids: dict[int, str] = {}
+        for index in range(runs):
+            run, _ = storage.create_run(project, custom_id=f"bench-retention-{index}")
+            run_ids[index] = run.short_id
+            run_tags = [tag for tag, bound in tags if index < bound or bound < 0]
+            run_tags += [tag for tag, low, high in range_tags if low <= index < high]
+            operations: list[dict[str, Any]] = [{"path": "sys/tags", "insertStrings": {"values": run_tags}}]
+            for ck in range(CHECKPOINTS):
+                data = checkpoint_bytes(index, ck)
+                base = f"checkpoints/step_{ck}"
+                storage.set_file(run, f"{base}/file", "pt", data)
+                values: list[tuple[str, str, dict[str, Any]]] = [
+                    (SCORE_FIELD, "assignFloat", {"value": harness.checkpoint_score(index, ck)}),
+                    (STEP_FIELD, "assignFloat", {"value": float(ck)}),
+                    (SIZE_FIELD, "assignFloat", {"value": float(len(data))}),
+                    (UPLOADED_AT_FIELD, "assignDatetime", {"valueMilliseconds": uploaded_ms + ck}),
+                    (NAME_FIELD, "assignString", {"value": f"model_{index}_{ck}.pt"}),
+                    (SHA256_FIELD, "assignString", {"value": hashlib.sha256(data).hexdigest()}),
+                    (RECORD_FIELD, "assignString", {"value": RECORD_MARKER}),
+                ]
+                operations += [{"path": f"{base}/{field}", kind: body} for field, kind, body in values]
+            errors, _, _ = storage.execute_operations(run, operations)
+            if errors:
+                raise RuntimeError(f"seeding run {index} failed: {errors[:3]}")
+    finally:
+        storage.close()
+    return {"seconds": time.perf_counter() - start, "run_ids": run_ids}
 
 
 def operate(emu: Any, work: Path, tag: str, selection: str, dry_run: bool) -> dict[str, Any]:
@@ -84,64 +133,90 @@ def operate(emu: Any, work: Path, tag: str, selection: str, dry_run: bool) -> di
     }
 
 
+def _scale(name: str, quick: int, full: int, opts: harness.Options) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return int(opts.pick(quick, full))
+    if not value.isdigit():
+        raise SystemExit(f"{name} must be a whole number of runs, got {value!r}")
+    return int(value)
+
+
+def plan_memory(work: Path, runs: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Seed ``runs`` runs into a second emulator; measure a dry-run plan over one page and over all."""
+    data = work / "memory-data"
+    seeded = seed_store(data, runs, [["onepage", PAGE_RUNS], ["all", -1]], [])
+    print(f"   memory step: seeded {runs} runs in {seeded['seconds']:.1f} s", flush=True)
+    with harness.emulator(data_dir=data) as emu:
+        page = operate(emu, work, f"plan-memory{PAGE_RUNS}", "onepage", dry_run=True)
+        return page, operate(emu, work, f"plan-memory{runs}", "all", dry_run=True)
+
+
 def run(opts: harness.Options) -> harness.Section:
-    """Seed, plan at three scales, apply over two disjoint groups, verify."""
-    runs = int(opts.pick(24, 500))
+    """Seed, plan at three scales, apply over two disjoint groups, verify; then the large plan's memory."""
+    runs = _scale("BENCH_RETENTION_RUNS", 24, 500, opts)
+    memory_runs = _scale("BENCH_RETENTION_PLAN_RUNS", 200, 10_000, opts)
     quarter, half = runs // 4, runs // 2
     section = harness.Section(
         NAME,
         harness.TITLES[NAME],
         opts,
-        scale=f"{runs} runs x {CHECKPOINTS} checkpoints of {FILE_SIZE} bytes; keep top {KEEP_TOP_K} + last",
+        scale=f"{runs:,} runs x {CHECKPOINTS} checkpoints of {FILE_SIZE} bytes; keep top {KEEP_TOP_K} "
+        f"+ last; " + (f"plan memory at {memory_runs:,} runs" if memory_runs else "plan memory step skipped"),
     )
     tags = [[f"upto{quarter}", quarter], [f"upto{half}", half], ["all", -1]]
     range_tags = [["group_a", 0, quarter], ["group_b", quarter, runs]]
-    with tempfile.TemporaryDirectory(prefix="bench-retention-") as tmp, harness.emulator() as emu:
+    with tempfile.TemporaryDirectory(prefix="bench-retention-") as tmp:
         work = Path(tmp)
-        seeded = seed(emu, work, runs, tags, range_tags)
-        print(f"   seeded: {json.dumps({k: v for k, v in seeded.items() if k != 'run_ids'})}", flush=True)
-        plans = {
-            n: operate(emu, work, f"plan{n}", selection, dry_run=True)
-            for n, selection in ((quarter, f"upto{quarter}"), (half, f"upto{half}"), (runs, "all"))
-        }
-        applies = {
-            n: operate(emu, work, f"apply{n}", selection, dry_run=False)
-            for n, selection in ((quarter, "group_a"), (runs - quarter, "group_b"))
-        }
-        final = operate(emu, work, "final", "all", dry_run=True)
-        sample = sorted(seeded["run_ids"])[:: max(1, runs // SAMPLE)][:SAMPLE]
-        readback = harness.run_worker(
-            "benchmarks.plain_client",
-            "checkpoint_steps",
-            {"run_ids": [seeded["run_ids"][i] for i in sample], "namespace": "checkpoints"},
-            harness.worker_env(emu, work / "readback"),
-            work / "readback" / "worker.log",
-        )
+        seeded = seed_store(work / "data", runs, tags, range_tags)
+        print(f"   seeded {runs} runs in-process in {seeded['seconds']:.1f} s", flush=True)
+        with harness.emulator(data_dir=work / "data") as emu:
+            plans = {
+                n: operate(emu, work, f"plan{n}", selection, dry_run=True)
+                for n, selection in ((quarter, f"upto{quarter}"), (half, f"upto{half}"), (runs, "all"))
+            }
+            applies = {
+                n: operate(emu, work, f"apply{n}", selection, dry_run=False)
+                for n, selection in ((quarter, "group_a"), (runs - quarter, "group_b"))
+            }
+            final = operate(emu, work, "final", "all", dry_run=False)
+            sample = sorted(seeded["run_ids"])[:: max(1, runs // SAMPLE)][:SAMPLE]
+            readback = harness.run_worker(
+                "benchmarks.plain_client",
+                "checkpoint_steps",
+                {"run_ids": [seeded["run_ids"][i] for i in sample], "namespace": "checkpoints"},
+                harness.worker_env(emu, work / "readback"),
+                work / "readback" / "worker.log",
+            )
+        page, memory = plan_memory(work, memory_runs) if memory_runs else (None, None)
     print(f"   plans: {json.dumps({n: p['summary'] for n, p in plans.items()})[:600]}", flush=True)
     print(f"   applies: {json.dumps({n: a['summary'] for n, a in applies.items()})[:600]}", flush=True)
 
     deleted_expected = sum(CHECKPOINTS - len(expected_kept(i)) for i in range(runs))
-    rows = [["seed (setup, budget off, 2 processes)", f"{runs:,}", f"{seeded['seconds']:.1f} s",
-             f"{seeded['seconds'] / runs * 1000:.0f} ms", f"{seeded['requests']:,}",
-             f"{seeded['requests'] / runs:.1f}", f"{seeded['emulator_cpu']:.1f} s", "", "", ""]]  # fmt: skip
-    for label, group in (("plan (dry run)", plans), ("apply", applies)):
-        for n, result in group.items():
-            summary = result["summary"]
-            rows.append(
-                [
-                    label,
-                    f"{n:,}",
-                    f"{result['seconds']:.2f} s",
-                    f"{result['seconds'] / n * 1000:.0f} ms",
-                    f"{result['requests']:,}",
-                    f"{result['requests'] / n:.2f}",
-                    f"{result['emulator_cpu']:.1f} s",
-                    str(result["throttled"]),
-                    f"{result['peak_growth'] / 2**20:.1f} MiB "
-                    f"(peak RSS {result['peak_rss'] / 2**20:.0f} MiB)",
-                    f"{summary.get('checkpoints_to_delete', summary.get('checkpoints_deleted'))}",
-                ]
-            )
+    rows = [["seed (setup: in-process into the store)", f"{runs:,}", f"{seeded['seconds']:.1f} s",
+             f"{seeded['seconds'] / runs * 1000:.0f} ms", "0", "", "", "", "", ""]]  # fmt: skip
+    steps = [("plan (dry run)", n, r) for n, r in plans.items()]
+    steps += [("apply", n, r) for n, r in applies.items()]
+    steps.append(("second apply (nothing left)", runs, final))
+    if page is not None and memory is not None:
+        steps.append(("plan (dry run), memory step: one page", PAGE_RUNS, page))
+        steps.append(("plan (dry run), memory step: all", memory_runs, memory))
+    for label, n, result in steps:
+        summary = result["summary"]
+        rows.append(
+            [
+                label,
+                f"{n:,}",
+                f"{result['seconds']:.2f} s",
+                f"{result['seconds'] / n * 1000:.1f} ms",
+                f"{result['requests']:,}",
+                f"{result['requests'] / n:.2f}",
+                f"{result['emulator_cpu']:.1f} s",
+                str(result["throttled"]),
+                f"{result['peak_growth'] / 2**20:.1f} MiB (peak RSS {result['peak_rss'] / 2**20:.0f} MiB)",
+                f"{summary.get('checkpoints_to_delete', summary.get('checkpoints_deleted'))}",
+            ]
+        )
     section.table(
         [
             "Step",
@@ -157,16 +232,17 @@ def run(opts: harness.Options) -> harness.Section:
         ],
         rows,
     )
-    section.table(
-        ["Step", "Requests by route (emulator)"],
+    route_rows = [
+        [f"plan {runs}", ", ".join(f"{r} {n}" for r, n in plans[runs]["routes"].items())],
         [
-            [f"plan {runs}", ", ".join(f"{r} {n}" for r, n in plans[runs]["routes"].items())],
-            [
-                f"apply {runs - quarter}",
-                ", ".join(f"{r} {n}" for r, n in applies[runs - quarter]["routes"].items()),
-            ],
+            f"apply {runs - quarter}",
+            ", ".join(f"{r} {n}" for r, n in applies[runs - quarter]["routes"].items()),
         ],
-    )
+    ]
+    if memory is not None:
+        route_rows.append([f"plan {memory_runs}", ", ".join(f"{r} {n}" for r, n in memory["routes"].items())])
+    section.table(["Step", "Requests by route (emulator)"], route_rows)
+
     plan_time = plans[runs]["seconds"]
     section.verdict(
         f"plan (dry run) of {runs} runs in under {PLAN_TARGET_S:.0f} s",
@@ -174,41 +250,92 @@ def run(opts: harness.Options) -> harness.Section:
         plan_time < PLAN_TARGET_S,
         "" if plan_time < PLAN_TARGET_S else "paged table fetch through the shared budget",
     )
-    for label, group in (("plan", plans), ("apply", applies)):
-        sizes = sorted(group)
-        per_run = [group[n]["requests"] / n for n in sizes]
-        # Linear (or better): requests per run at the largest scale no more than 10% above the smallest's.
-        linear = per_run[-1] <= per_run[0] * (1 + LINEAR_TOLERANCE)
-        section.verdict(
-            f"{label}: requests grow linearly with runs",
-            ", ".join(
-                f"{n} runs: {group[n]['requests']:,} ({p:.2f}/run)"
-                for n, p in zip(sizes, per_run, strict=True)
-            ),
-            linear,
-            "" if linear else "requests per run grow with the number of runs",
-        )
+    sizes = sorted(plans)
+    per_run = [plans[n]["requests"] / n for n in sizes]
+    linear = per_run[-1] <= per_run[0] * (1 + LINEAR_TOLERANCE)
+    section.verdict(
+        "plan: requests grow linearly with runs",
+        ", ".join(
+            f"{n} runs: {plans[n]['requests']:,} ({p:.2f}/run)" for n, p in zip(sizes, per_run, strict=True)
+        ),
+        linear,
+        "" if linear else "requests per run grow with the number of runs",
+    )
+    # Apply: budgeted requests per run whose checkpoints change, beyond the task's one-off start-up.
+    per_changed = {n: per_changed_run(a) for n, a in applies.items()}
+    ok = all(v <= APPLY_PER_CHANGED_RUN_TARGET for v in per_changed.values())
+    section.verdict(
+        f"apply: at most {APPLY_PER_CHANGED_RUN_TARGET:g} budgeted requests per run whose checkpoints "
+        f"change (beyond the task's start-up: {', '.join(STARTUP_ROUTES)})",
+        ", ".join(
+            f"{n} runs: {budgeted(applies[n]['routes']):,} budgeted ({per_changed[n]:.2f}/changed run)"
+            for n in sorted(applies)
+        ),
+        ok,
+        "" if ok else "requests per changed run",
+    )
+    unchanged_cost = final["routes"].get("executeOperations", 0)
+    section.verdict(
+        "apply: 0 requests for a run that keeps everything (a second apply over all runs)",
+        f"{unchanged_cost} executeOperations for {runs:,} unchanged runs; "
+        f"{budgeted(final['routes'])} budgeted requests in all (scan and start-up)",
+        unchanged_cost == 0,
+    )
     deleted = sum(int(a["summary"].get("checkpoints_deleted", 0)) for a in applies.values())
-    left = int(final["summary"].get("checkpoints_to_delete", -1))
+    left = int(final["summary"].get("checkpoints_deleted", -1))
     mismatched = [
         i for i in sample if set(readback["steps"].get(seeded["run_ids"][i], [])) != expected_kept(i)
     ]
-    ok = deleted == deleted_expected and left == 0 and not mismatched
+    exact = deleted == deleted_expected and left == 0 and not mismatched
     section.verdict(
-        "exactly the expected checkpoints deleted (operator summary, final dry run, plain-client read-back)",
-        f"deleted {deleted:,} of {deleted_expected:,} expected; final plan deletes {left}; "
+        "exactly the expected checkpoints deleted (operator summary, second apply, plain-client read-back)",
+        f"deleted {deleted:,} of {deleted_expected:,} expected; a second apply deletes {left}; "
         f"{len(sample) - len(mismatched)}/{len(sample)} sampled runs hold exactly top {KEEP_TOP_K} + last",
-        ok,
+        exact,
     )
+    if page is not None and memory is not None:
+        small, large = page["peak_growth"], memory["peak_growth"]
+        ratio = large / small if small else float("inf")
+        expected_large = sum(CHECKPOINTS - len(expected_kept(i)) for i in range(memory_runs))
+        found = int(memory["summary"].get("checkpoints_to_delete", -1))
+        bounded = ratio <= PLAN_MEMORY_RATIO_TARGET and found == expected_large
+        section.verdict(
+            f"plan memory bounded: a {memory_runs:,}-run plan's peak growth at most "
+            f"{PLAN_MEMORY_RATIO_TARGET:g}x a {PAGE_RUNS}-run (one page) plan's",
+            f"{large / 2**20:.1f} MiB vs {small / 2**20:.1f} MiB ({ratio:.2f}x; "
+            f"{(large - small) / max(1, memory_runs - PAGE_RUNS) / 1024:.1f} KiB per added run); "
+            f"plan deletes {found:,} of {expected_large:,} expected",
+            bounded,
+            "" if bounded else "what the plan holds per run",
+        )
     section.note(
         "Each plan and apply runs in a fresh process with the connection's default settings (async, "
         "shared budget 20 requests/s in memory); time is the operator's execute(). Peak memory growth "
         "is the process's maximum resident set after execute() minus its resident set before (imports "
         "excluded). 'Emulator CPU' is the CPU time the emulator process spent meanwhile: when it "
-        "approaches the time column, the emulator (not the provider) sets the pace. Seeding is setup, "
-        "shown for scale only."
+        "approaches the time column, the emulator (not the provider) sets the pace. Budgeted requests "
+        "exclude the API description documents and OAuth token refreshes (no permit). Seeding writes "
+        "the emulator's store in-process before it starts (see the module docstring) and sends no request."
     )
     return section
+
+
+UNBUDGETED_ROUTES = ("swagger", "oauthToken")
+# Sent once per retention task whatever the number of runs: client config, token exchange, the
+# project's id, the sort column's type.
+STARTUP_ROUTES = ("getClientConfig", "exchangeApiToken", "getProject", "searchLeaderboardAttributes")
+
+
+def per_changed_run(result: dict[str, Any]) -> float:
+    """Budgeted requests of an apply beyond its start-up, per run whose checkpoints changed."""
+    routes = result["routes"]
+    startup = sum(routes.get(route, 0) for route in STARTUP_ROUTES)
+    return (budgeted(routes) - startup) / max(1, int(result["summary"].get("runs_changed", 0)))
+
+
+def budgeted(routes: dict[str, int]) -> int:
+    """Requests by route that take a permit from the shared budget."""
+    return sum(n for route, n in routes.items() if route not in UNBUDGETED_ROUTES)
 
 
 if __name__ == "__main__":

@@ -7,40 +7,38 @@ table scan, never downloading a file. Both reach Neptune only through :class:`Ne
 
 from __future__ import annotations
 
-import glob
 import logging
-import os
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
-
-from airflow_provider_neptune.hooks.server_rules import REQUEST_KEYS, counter_delta
+from airflow_provider_neptune.exceptions import NeptuneRetentionRefusedError
 from airflow_provider_neptune.links import NeptuneRunLink, record_run_link
+from airflow_provider_neptune.operators.base import NeptuneBaseOperator, normalize_tags
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from airflow.sdk import Context
 
+    from airflow_provider_neptune.core.checkpoint_records import Checkpoint, Direction
+    from airflow_provider_neptune.core.retention_plan import RetentionPlan, RetentionPolicy
     from airflow_provider_neptune.hooks.neptune import NeptuneHook
-    from airflow_provider_neptune.operators.checkpoint_records import Checkpoint, Direction
-    from airflow_provider_neptune.operators.retention_plan import (
-        RetentionPlan,
-        RetentionPolicy,
-        RunCheckpoints,
-    )
+    from airflow_provider_neptune.hooks.run_edits import RunEditor
 
 # The checkpoint and retention helpers are imported inside the methods that run on the worker: a DAG
 # file that only builds these operators does not pay for them at parse time.
 
 log = logging.getLogger(__name__)
 
-_GLOB_CHARS = ("*", "?", "[")
+__all__ = [
+    "NeptuneArtifactRetentionOperator",
+    "NeptuneRetentionRefusedError",
+    "NeptuneUploadArtifactOperator",
+]
+
 UPLOAD_MODES = ("async", "sync", "offline")
-SERVER_WRITE_MODES = ("async", "sync")
 
 # Offline runs cannot be read back from a server; within the process that owns such a run handle the
 # gate remembers what it queued (an offline run only lives in the process that created it).
@@ -49,72 +47,7 @@ _OFFLINE_LEDGER: weakref.WeakKeyDictionary[Any, dict[str, dict[str, Checkpoint]]
 )
 
 
-def _new_hook(conn_id: str, project: str | None, mode: str | None) -> NeptuneHook:
-    from airflow_provider_neptune.hooks.neptune import NeptuneHook
-    from airflow_provider_neptune.operators.rendered_values import as_optional_str
-
-    # Templated values may render to "" or "None" when not set: fall back to the connection then.
-    return NeptuneHook(conn_id, project=as_optional_str(project), mode=as_optional_str(mode))
-
-
-def base_directory(path: str) -> Path:
-    """The directory ``path`` was given: its leading part before any wildcard (the parent for a file).
-
-    A ``..`` component is refused: it could climb out of the directory the path names.
-    """
-    parts = Path(path).parts
-    if ".." in parts:
-        raise ValueError(f"path {path!r} contains '..'; write it without '..' (e.g. as an absolute path)")
-    fixed = len(parts) - 1
-    if any(char in path for char in _GLOB_CHARS):
-        fixed = next(i for i, part in enumerate(parts) if any(char in part for char in _GLOB_CHARS))
-    return Path(*parts[:fixed]) if fixed > 0 else Path(".")
-
-
-def resolve_files(path: str, *, follow_symlinks: bool = False) -> list[Path]:
-    """The files ``path`` names: one file, or every file a glob (``**`` allowed) matches, sorted.
-
-    Unless ``follow_symlinks``, a file whose real location (symlinks resolved, also symlinked
-    directories a ``**`` walked through) lies outside :func:`base_directory` is refused, so a link
-    inside a checkpoint folder cannot upload e.g. ``/etc/passwd``. Several names of one real file
-    (a symlink to a sibling, a ``**`` walk through a link) yield it once, under its first name.
-    """
-    base = base_directory(path)
-    if any(char in path for char in _GLOB_CHARS):
-        matches = sorted(Path(p) for p in glob.glob(path, recursive=True) if Path(p).is_file())
-        if not matches:
-            raise FileNotFoundError(f"no file matches {path!r}")
-    else:
-        matches = [Path(path)]
-        if not matches[0].is_file():
-            raise FileNotFoundError(f"checkpoint file {path!r} does not exist or is not a file")
-    real_base = Path(os.path.realpath(base))
-    files: list[Path] = []
-    seen: set[Path] = set()
-    outside: list[str] = []
-    for match in matches:
-        real = Path(os.path.realpath(match))
-        if not follow_symlinks and not real.is_relative_to(real_base):
-            outside.append(f"{match} -> {real}")
-            continue
-        if real not in seen:
-            seen.add(real)
-            files.append(match)
-    if outside:
-        shown = "; ".join(outside[:5]) + (f"; and {len(outside) - 5} more" if len(outside) > 5 else "")
-        raise ValueError(
-            f"{len(outside)} file(s) matched by {path!r} resolve outside {str(base)!r} through symlinks "
-            f"({shown}); refusing to upload them. Set follow_symlinks=True to allow it."
-        )
-    return files
-
-
-def request_counts(hook: NeptuneHook, before: dict[str, int]) -> dict[str, int]:
-    """Requests, 429s and retries this process sent to the hook's server since ``before``."""
-    return counter_delta(before, hook.counters, REQUEST_KEYS)
-
-
-class NeptuneUploadArtifactOperator(BaseOperator):
+class NeptuneUploadArtifactOperator(NeptuneBaseOperator):
     """Upload a checkpoint file (or a glob of files) to a run, with the fields retention decides on.
 
     Each file goes to ``<namespace>/<key>/file`` and beside it ``score``, ``step``, ``size`` (bytes,
@@ -184,9 +117,6 @@ class NeptuneUploadArtifactOperator(BaseOperator):
         custom_run_id: str | None = None,
         follow_symlinks: bool = False,
         delivery_timeout: float = 600.0,
-        neptune_conn_id: str = "neptune_default",
-        project: str | None = None,
-        mode: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -203,25 +133,16 @@ class NeptuneUploadArtifactOperator(BaseOperator):
         self.custom_run_id = custom_run_id
         self.follow_symlinks = follow_symlinks
         self.delivery_timeout = delivery_timeout
-        self.neptune_conn_id = neptune_conn_id
-        self.project = project
-        self.mode = mode
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Gate, stash and upload the files, then wait until the server confirms them."""
-        from airflow_provider_neptune.operators.checkpoint_records import (
-            Checkpoint,
+        from airflow_provider_neptune.core.checkpoint_files import resolve_files
+        from airflow_provider_neptune.core.checkpoint_records import (
             entry_key,
-            gate_upload,
             validate_direction,
             validate_namespace,
         )
-        from airflow_provider_neptune.operators.checkpoint_store import (
-            file_digest,
-            read_run_entries,
-            upload_entry,
-        )
-        from airflow_provider_neptune.operators.rendered_values import (
+        from airflow_provider_neptune.core.rendered_values import (
             as_bool,
             as_optional_float,
             as_optional_int,
@@ -248,16 +169,35 @@ class NeptuneUploadArtifactOperator(BaseOperator):
         if len(set(keys)) != len(keys):
             raise ValueError(f"several files map to the same checkpoint key: {sorted(keys)}")
 
-        hook = _new_hook(self.neptune_conn_id, self.project, self.mode)
-        requests_before = hook.counters
+        with self.closing_hook() as hook:
+            return self._upload(context, hook, namespace, direction, files, keys, score, step, keep_top_k)
+
+    def _upload(
+        self,
+        context: Context,
+        hook: NeptuneHook,
+        namespace: str,
+        direction: Direction,
+        files: list[Path],
+        keys: list[str],
+        score: float | None,
+        step: float | None,
+        keep_top_k: int | None,
+    ) -> dict[str, Any]:
+        """Open the run, gate, skip what is already there, queue the rest and wait for delivery."""
+        from airflow_provider_neptune.core.checkpoint_store import read_run_entries, upload_checkpoints
+        from airflow_provider_neptune.core.rendered_values import as_bool, as_optional_str
+
+        only_if_better = as_bool("only_if_better", self.only_if_better)
+        run_id = as_optional_str(self.run_id)
+        custom_run_id = as_optional_str(self.custom_run_id)
+        requests_before = self.request_counters()
         mode = hook.settings.mode
         if mode not in UPLOAD_MODES:
             raise ValueError(
                 f"cannot upload checkpoints in mode {mode!r}; use one of {', '.join(UPLOAD_MODES)}"
             )
         offline = mode == "offline"
-        uploaded: list[dict[str, Any]] = []
-        skipped: list[dict[str, Any]] = []
         with hook.get_run(run_id=run_id, custom_run_id=custom_run_id) as run:
             if offline:
                 ledger = _OFFLINE_LEDGER.setdefault(run, {}).setdefault(namespace, {})
@@ -266,54 +206,21 @@ class NeptuneUploadArtifactOperator(BaseOperator):
                 ledger = None
                 existing = {c.key: c for c in read_run_entries(run, namespace)}
 
-            gate_reason = ""
-            if only_if_better and score is not None and keep_top_k is not None:
-                others = [c for c in existing.values() if c.key not in keys]
-                send, gate_reason = gate_upload(others, score, keep_top_k, direction, key="")
-                if not send:
-                    self.log.info("Not uploading %s: %s", self.path, gate_reason)
-                    skipped.extend(
-                        {"key": k, "file": str(f), "reason": gate_reason}
-                        for k, f in zip(keys, files, strict=True)
-                    )
-                    files, keys = [], []
-
-            for key, source in zip(keys, files, strict=True):
-                sha256, size = file_digest(source)
-                previous = existing.get(key)
-                if previous is not None and previous.sha256 == sha256 and previous.has_file:
-                    reason = "already uploaded (same sha256 at the same place)"
-                    self.log.info("Skipping %s -> %s/%s: %s", source, namespace, key, reason)
-                    skipped.append({"key": key, "file": str(source), "reason": reason})
-                    continue
-                upload_entry(
-                    run,
-                    namespace,
-                    key,
-                    source,
-                    sha256=sha256,
-                    size=size,
-                    score=score,
-                    step=step,
-                    keep=self.keep,
-                    stash=mode in ("async", "offline"),
-                    previous=previous,
-                )
-                record = {"key": key, "file": str(source), "size": size, "sha256": sha256}
-                record.update(score=score, step=step)
-                uploaded.append(record)
-                if ledger is not None:
-                    ledger[key] = Checkpoint(key=key, sha256=sha256, score=score, step=step, size=size)
-                self.log.info(
-                    "Queued %s -> %s/%s (%d bytes, sha256 %s...)%s",
-                    source,
-                    namespace,
-                    key,
-                    size,
-                    sha256[:12],
-                    f"; {gate_reason}" if gate_reason else "",
-                )
-
+            outcome = upload_checkpoints(
+                run,
+                namespace,
+                list(zip(keys, files, strict=True)),
+                existing,
+                score=score,
+                step=step,
+                keep=self.keep,
+                stash=mode in ("async", "offline"),
+                gate=(keep_top_k, direction) if only_if_better and keep_top_k is not None else None,
+                task_log=self.log,
+            )
+            uploaded, skipped = outcome.uploaded, outcome.skipped
+            if ledger is not None:
+                ledger.update({c.key: c for c in outcome.queued})
             if uploaded:
                 if offline:
                     run.wait(disk_only=True)
@@ -337,15 +244,11 @@ class NeptuneUploadArtifactOperator(BaseOperator):
             "uploaded": uploaded,
             "skipped": skipped,
             "bytes_uploaded": total,
-            "requests": request_counts(hook, requests_before),
+            "requests": self.requests_since(requests_before),
         }
 
 
-class NeptuneRetentionRefusedError(AirflowFailException):
-    """The clean-up plan breaks a safety limit; retrying cannot help, the limit must be raised."""
-
-
-class NeptuneArtifactRetentionOperator(BaseOperator):
+class NeptuneArtifactRetentionOperator(NeptuneBaseOperator):
     """Delete checkpoints not worth keeping, per run and project-wide, safely and idempotently.
 
     For every run matched by ``tags`` / ``state`` / ``query`` (and created more than
@@ -361,14 +264,17 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
     touched; a plan deleting more than ``max_delete_fraction`` of the checkpoints found is refused
     (raise the fraction after reviewing the dry-run plan); the plan is recomputed from the server on
     every run, so a second run deletes nothing and an interrupted one is finished by the next.
-    Scans the project with the client's paged table fetch and deletes run by run, each confirmed,
-    all through the hook's shared request budget, logging progress.
+    Cost: the scan reads the runs table page by page (100 runs a page, ``NEPTUNE_FETCH_TABLE_STEP_SIZE``)
+    and plans each run as it arrives, holding only the runs that lose a checkpoint; each such run's
+    deletions then go in one ``executeOperations`` by the run's id (no run is opened), confirmed by
+    the server before the next; a run that keeps everything costs no request. All requests pass the
+    hook's shared budget and retry policy; progress is logged.
 
     :param namespace: the checkpoints' namespace (templated), default ``checkpoints``.
     :param keep_top_k: checkpoints kept per run by score (templated).
     :param direction: ``max`` (higher score is better) or ``min``.
     :param keep_last: also keep each run's final checkpoint.
-    :param tags: only runs having all these tags.
+    :param tags: only runs having all these tags: a list, or a string naming one tag (never split).
     :param state: only runs in this state (``active`` or ``inactive``).
     :param query: NQL query selecting runs (templated); combined with ``tags``/``state`` by AND.
     :param older_than_days: only runs created more than this many days ago (templated).
@@ -378,14 +284,17 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
     :param run_metric: field or float series ranking the runs (its last value).
     :param run_metric_direction: ``max`` or ``min`` for ``run_metric``; default ``direction``.
     :param final_only_older_than_days: project-wide: runs older than this keep only the final one.
-    :param delivery_timeout: seconds to wait for each run's deletions to be confirmed.
+    :param delivery_timeout: accepted so DAGs written for earlier versions still parse; no effect now
+        (each run's deletions are confirmed by their own request, bounded by ``request_timeout``).
     :param progress_every: log a progress line every this many runs.
     :param neptune_conn_id: the Neptune connection.
     :param project: ``workspace/project`` overriding the connection's.
-    :param mode: client mode used for the deletions (``async`` or ``sync``).
-    :returns: (XCom) runs_scanned, checkpoints_found/kept/deleted, bytes_freed, delete_fraction,
-        requests (requests, 429s, retries spent), dry_run, and in a dry run the ``plan`` of the runs
-        with deletions (and ``refused`` when a real run would refuse).
+    :param mode: client mode overriding the connection's; validated, but deletions are always sent
+        synchronously by run id whatever the mode (an ``offline`` connection still needs its server).
+    :returns: (XCom) runs_scanned, runs_with_checkpoints, runs_changed (runs losing a checkpoint),
+        checkpoints_found/kept/deleted, bytes_freed, delete_fraction, requests (requests, 429s,
+        retries spent), dry_run, and in a dry run the ``plan`` of the runs with deletions (and
+        ``refused`` when a real run would refuse).
     """
 
     template_fields: Sequence[str] = (
@@ -424,9 +333,6 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
         final_only_older_than_days: float | str | None = None,
         delivery_timeout: float = 300.0,
         progress_every: int = 100,
-        neptune_conn_id: str = "neptune_default",
-        project: str | None = None,
-        mode: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -447,19 +353,16 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
         self.final_only_older_than_days = final_only_older_than_days
         self.delivery_timeout = delivery_timeout
         self.progress_every = progress_every
-        self.neptune_conn_id = neptune_conn_id
-        self.project = project
-        self.mode = mode
 
     def _policy(self) -> RetentionPolicy:
-        from airflow_provider_neptune.operators.checkpoint_records import validate_direction
-        from airflow_provider_neptune.operators.rendered_values import (
+        from airflow_provider_neptune.core.checkpoint_records import validate_direction
+        from airflow_provider_neptune.core.rendered_values import (
             as_bool,
             as_optional_float,
             as_optional_int,
             as_optional_str,
         )
-        from airflow_provider_neptune.operators.retention_plan import RetentionPolicy
+        from airflow_provider_neptune.core.retention_plan import RetentionPolicy
 
         direction = validate_direction(str(self.direction))
         keep_best_runs = as_optional_int("keep_best_runs", self.keep_best_runs, minimum=0)
@@ -481,23 +384,18 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
             ),
         )
 
-    def _tags(self) -> list[str]:
-        if isinstance(self.tags, str):
-            return [t.strip() for t in self.tags.split(",") if t.strip()]
-        return [str(t) for t in self.tags or ()]
-
     def _selection(self) -> dict[str, Any]:
-        """fetch_runs_table arguments: one NQL query built here with every value quoted.
+        """``{"query": <NQL>}`` selecting the runs, built here with every value quoted (``{}``: all).
 
         The client's own ``tag=`` filter pastes tags into the query unescaped (a tag holding ``") OR
         ("`` would select every run), so tags and state always go through :mod:`..nql_text`. The user's
         ``query`` must be balanced so it stays one operand of the AND; the whole query is wrapped in
         parentheses because the client appends ``AND sys/trashed`` and paging conditions unbracketed.
         """
-        from airflow_provider_neptune.nql_text import check_fragment, condition
-        from airflow_provider_neptune.operators.rendered_values import as_optional_str
+        from airflow_provider_neptune.core.rendered_values import as_optional_str
+        from airflow_provider_neptune.hooks.nql_text import check_fragment, condition
 
-        tags = self._tags()
+        tags = normalize_tags(self.tags)
         state = as_optional_str(self.state)
         if state is not None and state not in ("active", "inactive"):
             raise ValueError(f"state must be 'active' or 'inactive', got {state!r}")
@@ -511,48 +409,10 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
             return {}
         return {"query": "(" + " AND ".join(parts) + ")"}
 
-    def _scan(
-        self,
-        hook: NeptuneHook,
-        namespace: str,
-        policy: RetentionPolicy,
-        now: datetime,
-        counts: dict[str, int],
-    ) -> Iterator[RunCheckpoints]:
-        from airflow_provider_neptune.operators.checkpoint_records import checkpoints_from_fields
-        from airflow_provider_neptune.operators.checkpoint_store import created_at, table_row_fields
-        from airflow_provider_neptune.operators.rendered_values import as_optional_float, as_optional_str
-        from airflow_provider_neptune.operators.retention_plan import RunCheckpoints
-
-        older_than = as_optional_float("older_than_days", self.older_than_days)
-        cutoff = now - timedelta(days=older_than) if older_than is not None else None
-        run_metric = as_optional_str(self.run_metric)
-        with hook.get_project() as project:
-            table = project.fetch_runs_table(
-                **self._selection(),
-                sort_by="sys/creation_time",
-                ascending=True,
-                progress_bar=_progress_bar_class(self.log),
-            )
-            for row in table:
-                run_id, values, files = table_row_fields(row)
-                counts["runs_matched"] += 1
-                created = created_at(values)
-                if cutoff is not None and (created is None or created >= cutoff):
-                    counts["runs_too_recent"] += 1
-                    continue
-                counts["runs_scanned"] += 1
-                if counts["runs_scanned"] % max(1, self.progress_every) == 0:
-                    self.log.info("Scanned %d runs so far", counts["runs_scanned"])
-                checkpoints = checkpoints_from_fields(values, files, namespace)
-                metric = as_optional_float("run_metric", values.get(run_metric)) if run_metric else None
-                yield RunCheckpoints(run_id, tuple(checkpoints), created, metric)
-
     def execute(self, context: Context) -> dict[str, Any]:
         """Scan, plan, check the safety limit, then delete run by run (or only report in a dry run)."""
-        from airflow_provider_neptune.operators.checkpoint_records import validate_namespace
-        from airflow_provider_neptune.operators.rendered_values import as_bool, as_optional_float
-        from airflow_provider_neptune.operators.retention_plan import build_plan
+        from airflow_provider_neptune.core.checkpoint_records import validate_namespace
+        from airflow_provider_neptune.core.rendered_values import as_bool, as_optional_float
 
         namespace = validate_namespace(str(self.namespace))
         policy = self._policy()
@@ -560,36 +420,60 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
         max_fraction = as_optional_float("max_delete_fraction", self.max_delete_fraction)
         if max_fraction is None or not 0 <= max_fraction <= 1:
             raise ValueError(f"max_delete_fraction must be between 0 and 1, got {self.max_delete_fraction!r}")
-        hook = _new_hook(self.neptune_conn_id, self.project, self.mode)
-        requests_before = hook.counters
+        with self.closing_hook() as hook:
+            return self._clean_up(hook, namespace, policy, dry_run, max_fraction)
+
+    def _clean_up(
+        self, hook: NeptuneHook, namespace: str, policy: RetentionPolicy, dry_run: bool, max_fraction: float
+    ) -> dict[str, Any]:
+        """Scan and plan; in a dry run report, else check the safety limit and delete."""
+        from airflow_provider_neptune.core.rendered_values import as_optional_float, as_optional_str
+        from airflow_provider_neptune.core.retention_plan import PlanBuilder
+        from airflow_provider_neptune.core.retention_scan import scan_into
+        from airflow_provider_neptune.hooks.run_edits import RunEditor
+
+        requests_before = self.request_counters()
         now = datetime.now(UTC)
-        counts = {"runs_matched": 0, "runs_too_recent": 0, "runs_scanned": 0}
-        runs = list(self._scan(hook, namespace, policy, now, counts))
-        plan = build_plan(runs, policy, now=now, runs_scanned=counts["runs_scanned"])
-        self._log_plan(plan, namespace, dry_run)
-        refusal = plan.refusal(max_fraction)
-        summary = plan.summary(include_plan=dry_run)
-        summary.update(
-            namespace=namespace,
-            dry_run=dry_run,
-            runs_matched=counts["runs_matched"],
-            runs_too_recent=counts["runs_too_recent"],
-        )
-        if dry_run:
+        older_than = as_optional_float("older_than_days", self.older_than_days)
+        editor = RunEditor(hook)
+        try:
+            builder = PlanBuilder(policy, now=now)
+            counts = scan_into(
+                builder,
+                editor.runs(self._selection().get("query"), progress_bar=_progress_bar_class(self.log)),
+                namespace=namespace,
+                created_before=now - timedelta(days=older_than) if older_than is not None else None,
+                run_metric=as_optional_str(self.run_metric),
+                progress_every=self.progress_every,
+                task_log=self.log,
+            )
+            plan = builder.finish(runs_scanned=counts.runs_scanned)
+            self._log_plan(plan, namespace, dry_run)
+            refusal = plan.refusal(max_fraction)
+            summary = plan.summary(include_plan=dry_run)
+            summary.update(
+                namespace=namespace,
+                dry_run=dry_run,
+                runs_matched=counts.runs_matched,
+                runs_too_recent=counts.runs_too_recent,
+            )
+            if dry_run:
+                if refusal:
+                    summary["refused"] = refusal
+                    self.log.warning("A real run would refuse this plan: %s", refusal)
+                self.log.info("Dry run: nothing deleted")
+                summary["bytes_freed"] = 0
+                summary["bytes_to_free"] = plan.bytes_freed
+                summary["checkpoints_to_delete"] = plan.checkpoints_deleted
+                summary["checkpoints_deleted"] = 0
+                summary["requests"] = self.requests_since(requests_before)
+                return summary
             if refusal:
-                summary["refused"] = refusal
-                self.log.warning("A real run would refuse this plan: %s", refusal)
-            self.log.info("Dry run: nothing deleted")
-            summary["bytes_freed"] = 0
-            summary["bytes_to_free"] = plan.bytes_freed
-            summary["checkpoints_to_delete"] = plan.checkpoints_deleted
-            summary["checkpoints_deleted"] = 0
-            summary["requests"] = request_counts(hook, requests_before)
-            return summary
-        if refusal:
-            raise NeptuneRetentionRefusedError(refusal)
-        self._apply(hook, plan, namespace)
-        summary["requests"] = request_counts(hook, requests_before)
+                raise NeptuneRetentionRefusedError(refusal)
+            self._apply(editor, plan, namespace)
+        finally:
+            editor.close()
+        summary["requests"] = self.requests_since(requests_before)
         self.log.info("Requests spent (shared budget): %s", summary["requests"])
         return summary
 
@@ -611,7 +495,7 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
             "delete (%.0f%%), %d bytes to free",
             namespace,
             plan.runs_scanned,
-            len(plan.runs),
+            plan.runs_with_checkpoints,
             plan.checkpoints_found,
             plan.checkpoints_kept,
             plan.checkpoints_deleted,
@@ -619,18 +503,34 @@ class NeptuneArtifactRetentionOperator(BaseOperator):
             plan.bytes_freed,
         )
 
-    def _apply(self, hook: NeptuneHook, plan: RetentionPlan, namespace: str) -> None:
-        from airflow_provider_neptune.operators.checkpoint_store import delete_entries
+    def _apply(self, editor: RunEditor, plan: RetentionPlan, namespace: str) -> None:
+        """Delete each changed run's entries in one request by the run's id (no run is opened).
 
-        todo = [run for run in plan.runs if run.deleted]
-        # Deleting needs the server: a connection set to offline (or read-only) mode deletes in async mode.
-        mode = hook.settings.mode if hook.settings.mode in SERVER_WRITE_MODES else "async"
+        The server confirms each request before the next: a failure leaves the runs before it done,
+        the run it hit either untouched or (on a server applying a batch one edit after the other)
+        with a remnant the next clean-up finishes, and the runs after it untouched.
+        """
+        from airflow_provider_neptune.core.checkpoint_store import deletion_edits
+        from airflow_provider_neptune.exceptions import NeptuneProviderError, NeptuneRunNotFoundError
+
+        todo = plan.runs
         freed = 0
         for index, run_plan in enumerate(todo, start=1):
-            with hook.get_run(run_id=run_plan.run_id, mode=mode) as run:
-                removed = delete_entries(run, namespace, run_plan.deleted)
-                if removed:
-                    hook.wait_for_delivery(run, timeout=self.delivery_timeout)
+            edits = deletion_edits(namespace, zip(run_plan.deleted, run_plan.deleted_fields, strict=True))
+            try:
+                errors = editor.edit(run_plan.internal_id, edits)
+            except NeptuneRunNotFoundError:
+                self.log.warning(
+                    "[%d/%d] run %s no longer exists; skipped", index, len(todo), run_plan.run_id
+                )
+                continue
+            if errors:
+                raise NeptuneProviderError(
+                    f"The server refused {len(errors)} deletion(s) in run {run_plan.run_id}: "
+                    + "; ".join(errors[:5])
+                    + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
+                    + ". The next clean-up retries them."
+                )
             freed += run_plan.bytes_freed
             self.log.info(
                 "[%d/%d] run %s: deleted %d checkpoint(s), %d bytes freed (%d so far)",

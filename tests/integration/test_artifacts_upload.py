@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_neptune.core.checkpoint_records import RECORD_MARKER
 from airflow_provider_neptune.hooks.neptune import NeptuneHook
 from airflow_provider_neptune.hooks.run_pool import POOL
 from airflow_provider_neptune.operators.artifacts import (
     NeptuneArtifactRetentionOperator,
     NeptuneUploadArtifactOperator,
 )
-from airflow_provider_neptune.operators.checkpoint_records import RECORD_MARKER
 from tests.helpers.artifacts_support import (  # noqa: F401 (fixture)
     TaskInstanceStub,
     close_pooled_runs,

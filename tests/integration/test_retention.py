@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from airflow_provider_neptune.operators import checkpoint_store
+from airflow_provider_neptune.core.checkpoint_records import RECORD_MARKER
+from airflow_provider_neptune.exceptions import NeptuneProviderError
+from airflow_provider_neptune.hooks.run_edits import RunEditor
 from airflow_provider_neptune.operators.artifacts import (
     NeptuneArtifactRetentionOperator,
     NeptuneRetentionRefusedError,
 )
-from airflow_provider_neptune.operators.checkpoint_records import RECORD_MARKER
 from tests.helpers.artifacts_support import close_pooled_runs, context, plain_run, use_emulator  # noqa: F401 (fixture)
+from tests.helpers.retention_runs import checkpoint_payload, make_runs, read_checkpoints
 
 pytestmark = pytest.mark.integration
 
@@ -32,58 +32,8 @@ SCORES: dict[str, list[float]] = {
 }
 
 
-def _payload(run: str, step: int) -> bytes:
-    return f"{run}-{step}-".encode() * (3 + step)
-
-
-def make_runs(
-    emulator: Any, tag: str, scores: dict[str, list[float]], *, keep: Sequence[str] = ()
-) -> dict[str, str]:
-    """Create stopped runs holding checkpoints with known scores; returns {name: sys/id}."""
-    from neptune.types import File
-
-    ids = {}
-    for name, values in scores.items():
-        run = plain_run(emulator, mode="async", tags=[tag], name=name)
-        for step, score in enumerate(values):
-            data = _payload(name, step)
-            base = f"checkpoints/step_{step}"
-            run[f"{base}/file"].upload(File.from_content(data, extension="pt"))
-            run[f"{base}/score"] = score
-            run[f"{base}/step"] = float(step)
-            run[f"{base}/size"] = float(len(data))
-            run[f"{base}/uploaded_at"] = datetime.now(UTC)
-            run[f"{base}/name"] = "model.pt"
-            if f"{name}/{step}" in keep:
-                run[f"{base}/keep"] = True
-            run[f"{base}/sha256"] = hashlib.sha256(data).hexdigest()
-        # Not ours: no sha256 under the namespace, and a look-alike outside it.
-        run["checkpoints/notes/text"] = "hand-written"
-        run["other/step_0/sha256"] = "x" * 64
-        run["other/step_0/file"].upload(File.from_content(b"elsewhere", extension="bin"))
-        ids[name] = run["sys/id"].fetch()
-        run.stop()
-    return ids
-
-
-def read_checkpoints(emulator: Any, sys_id: str) -> dict[str, bool]:
-    """{entry key: has file} under checkpoints/ as the server holds it (plain client)."""
-    run = plain_run(emulator, with_id=sys_id, mode="read-only")
-    try:
-        structure = run.get_structure()
-        assert structure["checkpoints"]["notes"]["text"] is not None
-        assert "file" in structure["other"]["step_0"]
-        return {
-            key: "file" in fields
-            for key, fields in structure["checkpoints"].items()
-            if key != "notes" and isinstance(fields, dict)
-        }
-    finally:
-        run.stop()
-
-
 def _size(name: str, step: int) -> int:
-    return len(_payload(name, step))
+    return len(checkpoint_payload(name, step))
 
 
 @pytest.fixture
@@ -178,19 +128,19 @@ def test_interrupted_clean_up_is_finished_by_the_next_run(
     del run["checkpoints/step_1/file"]
     run.stop()
 
-    real_delete = checkpoint_store.delete_entries
+    real_edit = RunEditor.edit
     calls: list[str] = []
 
-    def crash_after_first_run(run: Any, namespace: str, keys: Any) -> int:
+    def crash_after_first_run(editor: RunEditor, run_internal_id: str, edits: Any) -> list[str]:
         if calls:
             raise RuntimeError("worker lost")
-        calls.append(namespace)
-        return real_delete(run, namespace, keys)
+        calls.append(run_internal_id)
+        return real_edit(editor, run_internal_id, edits)
 
-    monkeypatch.setattr(checkpoint_store, "delete_entries", crash_after_first_run)
+    monkeypatch.setattr(RunEditor, "edit", crash_after_first_run)
     with pytest.raises(RuntimeError, match="worker lost"):
         _op(tag).execute(context())
-    monkeypatch.setattr(checkpoint_store, "delete_entries", real_delete)
+    monkeypatch.setattr(RunEditor, "edit", real_edit)
     first_done = {name: read_checkpoints(retention_env, sys_id) for name, sys_id in ids.items()}
     assert sum(len(v) for v in first_done.values()) < 9
 
@@ -277,3 +227,23 @@ def test_only_whole_records_are_touched_and_foreign_fields_survive(
     assert after["half"] == {"comment"}
     assert after["step_1"] >= {"file", "sha256", "score", "size", "uploaded_at", "name"}
     assert _op(tag, keep_top_k=1, mode=mode).execute(context())["checkpoints_deleted"] == 0
+
+
+def test_a_failed_request_leaves_its_run_whole_and_the_next_clean_up_finishes(
+    retention_env: Any, tag: str
+) -> None:
+    ids = make_runs(retention_env, tag, {"a": SCORES["a"], "b": SCORES["b"]})
+    before = {name: read_checkpoints(retention_env, sys_id) for name, sys_id in ids.items()}
+    # An answer no retry can change stops the clean-up at the first changed run, which stays whole.
+    retention_env.set_faults(fail_next={"route": "executeOperations", "status": 400, "count": 1})
+    with pytest.raises(NeptuneProviderError, match=r"HTTP 400"):
+        _op(tag).execute(context())
+    assert {name: read_checkpoints(retention_env, sys_id) for name, sys_id in ids.items()} == before
+    # Answers the transport retries (503) cost retries, not the result.
+    retention_env.set_faults(fail_next={"route": "executeOperations", "status": 503, "count": 2})
+    done = _op(tag).execute(context())
+    assert done["requests"]["retries"] >= 2
+    assert done["checkpoints_deleted"] == 4
+    assert read_checkpoints(retention_env, ids["a"]) == {"step_1": True, "step_3": True, "step_5": True}
+    assert read_checkpoints(retention_env, ids["b"]) == {"step_0": True, "step_2": True}
+    assert _op(tag).execute(context())["checkpoints_deleted"] == 0

@@ -39,7 +39,11 @@ def test_retention_and_sync_never_exceed_the_server_limit(
     conn = emulator.airflow_conn_json(mode="async", rate_limit_per_second=4)
     monkeypatch.setenv("AIRFLOW_CONN_NEPTUNE_DEFAULT", conn)
 
-    for name in ("a", "b"):
+    # Enough runs (and small search pages) that the clean-up alone sends more than 5 requests in a
+    # second: it costs one request per changed run and per page, so few runs would not test the limit.
+    names = [f"r{i}" for i in range(10)]
+    monkeypatch.setenv("NEPTUNE_FETCH_TABLE_STEP_SIZE", "2")
+    for name in names:
         run = plain_run(emulator, mode="sync", name=name, tags=["budget"])
         for step, score in enumerate([0.3, 0.9, 0.1, 0.5]):
             run[f"checkpoints/step_{step}/file"].upload(File.from_content(b"w" * (step + 1), extension="pt"))
@@ -75,7 +79,7 @@ def test_retention_and_sync_never_exceed_the_server_limit(
     result = NeptuneArtifactRetentionOperator(
         task_id="retention", tags=["budget"], keep_top_k=1, keep_last=False, max_delete_fraction=1.0
     ).execute(context())
-    assert result["checkpoints_deleted"] == 6
+    assert result["checkpoints_deleted"] == 3 * len(names)
     report = NeptuneSyncOperator(task_id="sync", data_directory=str(tmp_path / "data")).execute(context())
     assert [s["kind"] for s in report["synced"]] == ["offline"]
     assert result["requests"]["requests"] > 0

@@ -10,10 +10,10 @@ import uuid
 from typing import Any
 
 import pytest
-from test_retention import make_runs, read_checkpoints
 
 from airflow_provider_neptune.operators.artifacts import NeptuneArtifactRetentionOperator
 from tests.helpers.artifacts_support import close_pooled_runs, context, plain_run, use_emulator  # noqa: F401 (fixture)
+from tests.helpers.retention_runs import make_runs, read_checkpoints
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,10 @@ from html import unescape
 from typing import Any
 
 import pytest
-from test_retention import SCORES, _op, _payload, make_runs
+from test_retention import SCORES, _op
 
 from tests.helpers.artifacts_support import close_pooled_runs, context, use_emulator  # noqa: F401 (fixture)
+from tests.helpers.retention_runs import checkpoint_payload, make_runs
 
 pytestmark = pytest.mark.integration
 
@@ -49,9 +50,9 @@ def test_run_page_shows_what_retention_kept_and_deleted(
     # A deleted entry still shows what it was: step, score and size (read from the emulator's record).
     for step in (2, 4):
         cells = re.findall(r"<td class='num'>([^<]*)</td>", rows[f"checkpoints/step_{step}"])
-        assert cells == [str(step), f"{SCORES['a'][step]:g}", str(len(_payload("a", step)))]
+        assert cells == [str(step), f"{SCORES['a'][step]:g}", str(len(checkpoint_payload("a", step)))]
         assert "download" not in rows[f"checkpoints/step_{step}"]
     # A kept one downloads the bytes that were uploaded.
     link = re.search(r"<a href='([^']+)'>download</a>", rows["checkpoints/step_3"])
     assert link is not None
-    assert _get(neptune_emulator.url + unescape(link.group(1))) == _payload("a", 3)
+    assert _get(neptune_emulator.url + unescape(link.group(1))) == checkpoint_payload("a", 3)

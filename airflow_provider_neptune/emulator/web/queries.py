@@ -19,7 +19,7 @@ from airflow_provider_neptune.emulator import nql
 from airflow_provider_neptune.emulator.fields import merged_fields, plain_value
 from airflow_provider_neptune.emulator.storage import Attr, ProjectRow, RunRow, Storage
 
-# Fields a checkpoint entry `<namespace>/<key>/` holds besides its file (see operators/checkpoint_records).
+# Fields a checkpoint entry `<namespace>/<key>/` holds besides its file (see core/checkpoint_records).
 CHECKPOINT_FIELDS = ("sha256", "score", "step", "size", "uploaded_at", "name", "keep")
 
 _TOMBSTONES = """

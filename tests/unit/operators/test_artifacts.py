@@ -12,21 +12,21 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_neptune.operators.artifacts import (
-    NeptuneArtifactRetentionOperator,
-    NeptuneUploadArtifactOperator,
-    resolve_files,
-)
-from airflow_provider_neptune.operators.checkpoint_store import HashingReader, file_digest, file_extension
-from airflow_provider_neptune.operators.rendered_values import (
+from airflow_provider_neptune.core.checkpoint_files import resolve_files
+from airflow_provider_neptune.core.checkpoint_store import HashingReader, file_digest, file_extension
+from airflow_provider_neptune.core.rendered_values import (
     as_bool,
     as_optional_float,
     as_optional_int,
     as_optional_str,
 )
+from airflow_provider_neptune.operators.artifacts import (
+    NeptuneArtifactRetentionOperator,
+    NeptuneUploadArtifactOperator,
+)
 from airflow_provider_neptune.operators.sync import owner_pid, process_alive, resolve_data_directory
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_rendered_values_accept_native_and_string_forms() -> None:
@@ -108,10 +108,11 @@ def test_retention_operator_validates_and_builds_selection() -> None:
         "query": '((`sys/tags`:stringSet CONTAINS "a") AND (`sys/tags`:stringSet CONTAINS "b\\"") AND '
         '(`sys/state`:experimentState = "idle"))'
     }
+    # A string is one tag (the meaning of ``tags`` in every operator): Neptune tags may hold commas.
     op = NeptuneArtifactRetentionOperator(task_id="r2", tags="a, b", query="`x`:float > 1", state="active")
     assert op._selection() == {
-        "query": '((`x`:float > 1) AND (`sys/tags`:stringSet CONTAINS "a") AND '
-        '(`sys/tags`:stringSet CONTAINS "b") AND (`sys/state`:experimentState = "running"))'
+        "query": '((`x`:float > 1) AND (`sys/tags`:stringSet CONTAINS "a, b") AND '
+        '(`sys/state`:experimentState = "running"))'
     }
     assert NeptuneArtifactRetentionOperator(task_id="r6")._selection() == {}
     with pytest.raises(ValueError, match=r"query '\(a\) OR \(b': 1 '\(' not closed"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_neptune.operators.artifacts import base_directory, resolve_files
+from airflow_provider_neptune.core.checkpoint_files import base_directory, resolve_files
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from airflow_provider_neptune.operators.checkpoint_records import (
+from airflow_provider_neptune.core.checkpoint_records import (
     ENTRY_FIELDS_DELETE_ORDER,
     RECORD_MARKER,
     Checkpoint,
@@ -174,44 +174,3 @@ def test_gate_ignores_same_key_and_ties_are_not_better() -> None:
     assert gate_upload(existing, 0.1, 2, "max", key="a")[0] is True
     gone = [Checkpoint(key="a", sha256="1", score=0.9, has_file=False)]
     assert gate_upload(gone, 0.1, 1, "max", key="c")[0] is True
-
-
-class _RecordingRun:
-    """The four methods of a neptune Run that delete_entries uses, over a set of field paths."""
-
-    def __init__(self, paths: set[str]) -> None:
-        self.paths = set(paths)
-        self.ops: list[tuple[str, str]] = []
-
-    def sync(self) -> None:
-        self.ops.append(("sync", ""))
-
-    def exists(self, path: str) -> bool:
-        return path in self.paths
-
-    def pop(self, path: str) -> None:
-        self.paths.remove(path)
-        self.ops.append(("pop", path))
-
-    def __setitem__(self, path: str, value: object) -> None:
-        self.paths.add(path)
-        self.ops.append(("set", path))
-
-
-def test_delete_marks_old_records_first_and_never_touches_other_fields() -> None:
-    from airflow_provider_neptune.operators.checkpoint_store import delete_entries
-
-    legacy = {f"ns/old/{k}" for k in ("file", "sha256", "size", "uploaded_at", "name", "score")}
-    marked = {f"ns/new/{k}" for k in ("file", "sha256", "size", "uploaded_at", "name", "record")}
-    users = {"ns/old/comment", "ns/new/comment", "ns/other/sha256"}
-    run = _RecordingRun(legacy | marked | users)
-    assert delete_entries(run, "ns", ["old", "new"]) == len(legacy) + len(marked) + 1
-    assert run.paths == users
-    old_ops = [op for op in run.ops if op[1].startswith("ns/old/")]
-    assert old_ops[0] == ("set", "ns/old/record")
-    assert old_ops[1] == ("pop", "ns/old/file")
-    assert old_ops[-1] == ("pop", "ns/old/record")
-    new_ops = [op for op in run.ops if op[1].startswith("ns/new/")]
-    assert new_ops[0] == ("pop", "ns/new/file")
-    assert new_ops[-1] == ("pop", "ns/new/record")
-    assert ("set", "ns/new/record") not in run.ops

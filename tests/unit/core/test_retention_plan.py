@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from airflow_provider_neptune.operators.checkpoint_records import Checkpoint
-from airflow_provider_neptune.operators.retention_plan import (
+from airflow_provider_neptune.core.checkpoint_records import Checkpoint
+from airflow_provider_neptune.core.retention_plan import (
     KEEP_FINAL,
     KEEP_LAST_REMAINING,
     KEEP_MARKED,
     KEEP_TOP_K,
     RetentionPolicy,
     RunCheckpoints,
+    best_run_ids,
     build_plan,
     plan_run,
 )
@@ -146,3 +148,52 @@ def test_policy_validation() -> None:
         RetentionPolicy(keep_top_k=-1)
     with pytest.raises(ValueError, match="final_only_older_than_days"):
         RetentionPolicy(final_only_older_than_days=-2)
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("direction", ["max", "min"])
+def test_streamed_best_runs_plan_matches_ranking_all_runs_at_once(seed: int, direction: str) -> None:
+    """The builder keeps a heap of the best runs as they stream by; the result must equal planning
+    with the whole project ranked first (ties in the metric included, runs without a metric too)."""
+    rng = random.Random(seed)
+    runs = [
+        _run(
+            f"R{rng.randrange(1000):03d}-{i}",
+            [
+                rng.choice([None, *(round(rng.random(), 1) for _ in range(3))])
+                for _ in range(rng.randrange(0, 6))
+            ],
+            run_metric=rng.choice([None, 0.1, 0.5, 0.5, rng.random()]),
+            created_at=NOW - timedelta(days=rng.randrange(0, 20)),
+        )
+        for i in range(rng.randrange(1, 40))
+    ]
+    policy = RetentionPolicy(
+        keep_top_k=rng.randrange(0, 4),
+        keep_best_runs=rng.randrange(0, 8),
+        run_metric_direction="max" if direction == "max" else "min",
+        final_only_older_than_days=rng.choice([None, 10.0]),
+    )
+    best = best_run_ids(
+        [r for r in runs if r.checkpoints], policy.keep_best_runs or 0, policy.run_metric_direction
+    )
+    cutoff = NOW - timedelta(days=10)
+    expected = [
+        plan_run(
+            r,
+            policy,
+            final_only=r.run_id not in best
+            or (
+                policy.final_only_older_than_days is not None
+                and r.created_at is not None
+                and r.created_at < cutoff
+            ),
+        )
+        for r in runs
+        if r.checkpoints
+    ]
+    plan = build_plan(runs, policy, now=NOW, runs_scanned=len(runs))
+    assert plan.runs == tuple(p for p in expected if p.deleted)
+    assert plan.checkpoints_found == sum(len(p.kept) + len(p.deleted) for p in expected)
+    assert plan.checkpoints_kept == sum(len(p.kept) for p in expected)
+    assert plan.runs_with_checkpoints == len(expected)

@@ -1,8 +1,10 @@
-"""Reading, writing and deleting checkpoint entries through a ``neptune`` run handle.
+"""Checkpoint entries read and written through a ``neptune`` run handle, and the edits that delete them.
 
-The neptune-facing half of checkpoint handling (the pure half is :mod:`.checkpoint_records`). Every
-function works on a run or table row obtained from :class:`NeptuneHook`, so every request it causes
-passes the hook's shared budget and retry policy. ``neptune`` itself is imported inside functions only.
+The neptune-facing half of checkpoint handling (the pure half is :mod:`.checkpoint_records`): reading
+a run's entries, uploading one, parsing a runs-table row, and the field edits a clean-up sends by run
+id (:mod:`airflow_provider_neptune.hooks.run_edits`). Runs and rows come from :class:`NeptuneHook`, so
+every request passes the hook's shared budget and retry policy. ``neptune`` is imported inside
+functions only.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from airflow_provider_neptune.operators.checkpoint_records import (
+from airflow_provider_neptune.core.checkpoint_records import (
     ENTRY_FIELDS_DELETE_ORDER,
     FILE_FIELD,
     KEEP_FIELD,
@@ -28,8 +31,11 @@ from airflow_provider_neptune.operators.checkpoint_records import (
     STEP_FIELD,
     UPLOADED_AT_FIELD,
     Checkpoint,
+    Direction,
     checkpoints_from_fields,
+    field_bit,
     flatten,
+    gate_upload,
 )
 
 log = logging.getLogger(__name__)
@@ -168,39 +174,126 @@ def upload_entry(
     run[f"{base}/{RECORD_FIELD}"] = RECORD_MARKER
 
 
-def delete_entries(run: Any, namespace: str, keys: Iterable[str]) -> int:
-    """Queue deletion of the record fields of each entry (the file first, the ``record`` marker last).
+class InfoLog(Protocol):
+    """Where progress goes: a logger (the task's) with ``info``."""
 
-    Only the fields of a checkpoint record are removed, so nothing else a user stored under the
-    namespace (or beside a record) is touched. A record written before the marker existed gets the
-    marker first, so an interrupted deletion leaves a remnant the next clean-up still recognises.
-    Returns how many fields were queued for deletion.
+    def info(self, event: Any, *args: Any, **kw: Any) -> Any:
+        """Log ``event % args`` at INFO."""
+
+
+@dataclass
+class UploadOutcome:
+    """What :func:`upload_checkpoints` did: entries queued, entries skipped (with why), as XCom rows."""
+
+    uploaded: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    queued: list[Checkpoint] = field(default_factory=list)
+
+
+def upload_checkpoints(
+    run: Any,
+    namespace: str,
+    sources: Sequence[tuple[str, Path]],
+    existing: Mapping[str, Checkpoint],
+    *,
+    score: float | None,
+    step: float | None,
+    keep: bool,
+    stash: bool,
+    gate: tuple[int, Direction] | None,
+    task_log: InfoLog,
+) -> UploadOutcome:
+    """Queue ``(key, file)`` uploads into ``run`` under ``namespace``, skipping what need not go.
+
+    ``gate`` (``(keep_top_k, direction)``) sends nothing unless ``score`` is among the best so far of
+    the run's other entries (``existing``, read before); an entry already holding the same sha256 and
+    its file is skipped, so a task retry does not send the same bytes again. Logs to ``task_log``.
     """
-    run.sync()
-    removed = 0
-    for key in keys:
+    outcome = UploadOutcome()
+    reason = ""
+    if gate is not None and score is not None:
+        keys = {key for key, _ in sources}
+        others = [c for c in existing.values() if c.key not in keys]
+        send, reason = gate_upload(others, score, gate[0], gate[1], key="")
+        if not send:
+            task_log.info("Not uploading %s: %s", ", ".join(str(f) for _, f in sources), reason)
+            outcome.skipped.extend({"key": k, "file": str(f), "reason": reason} for k, f in sources)
+            return outcome
+    for key, source in sources:
+        sha256, size = file_digest(source)
+        previous = existing.get(key)
+        if previous is not None and previous.sha256 == sha256 and previous.has_file:
+            why = "already uploaded (same sha256 at the same place)"
+            task_log.info("Skipping %s -> %s/%s: %s", source, namespace, key, why)
+            outcome.skipped.append({"key": key, "file": str(source), "reason": why})
+            continue
+        upload_entry(
+            run,
+            namespace,
+            key,
+            source,
+            sha256=sha256,
+            size=size,
+            score=score,
+            step=step,
+            keep=keep,
+            stash=stash,
+            previous=previous,
+        )
+        outcome.uploaded.append(
+            {"key": key, "file": str(source), "size": size, "sha256": sha256, "score": score, "step": step}
+        )
+        outcome.queued.append(Checkpoint(key=key, sha256=sha256, score=score, step=step, size=size))
+        task_log.info(
+            "Queued %s -> %s/%s (%d bytes, sha256 %s...)%s",
+            source,
+            namespace,
+            key,
+            size,
+            sha256[:12],
+            f"; {reason}" if reason else "",
+        )
+    return outcome
+
+
+def deletion_edits(namespace: str, entries: Iterable[tuple[str, int]]) -> list[tuple[str, str | None]]:
+    """The field edits deleting each ``(key, fields)`` entry: per entry the file first, the marker last.
+
+    ``fields`` is the entry's :attr:`Checkpoint.fields` bitmask: only record fields the entry holds are
+    deleted, so nothing else a user stored under the namespace (or beside a record) is touched. A record
+    written before the marker existed gets the marker first, so a server that applies the edits one by
+    one and stops half-way leaves a remnant the next clean-up still recognises. ``(path, None)`` deletes
+    a field, ``(path, text)`` assigns a string (see :mod:`airflow_provider_neptune.hooks.run_edits`).
+    """
+    edits: list[tuple[str, str | None]] = []
+    record_bit = field_bit(RECORD_FIELD)
+    for key, fields in entries:
         base = f"{namespace}/{key}"
-        if not run.exists(f"{base}/{RECORD_FIELD}") and run.exists(f"{base}/{SHA256_FIELD}"):
-            run[f"{base}/{RECORD_FIELD}"] = RECORD_MARKER
-        for name in ENTRY_FIELDS_DELETE_ORDER:
-            path = f"{base}/{name}"
-            if run.exists(path):
-                run.pop(path)
-                removed += 1
-    return removed
+        present = fields
+        if not fields & record_bit and fields & field_bit(SHA256_FIELD):
+            edits.append((f"{base}/{RECORD_FIELD}", RECORD_MARKER))
+            present |= record_bit
+        edits.extend(
+            (f"{base}/{name}", None) for name in ENTRY_FIELDS_DELETE_ORDER if present & field_bit(name)
+        )
+    return edits
 
 
 def table_row_fields(row: Any) -> tuple[str, dict[str, Any], set[str]]:
-    """(sys/id, {path: value}, {paths of File fields}) of one ``fetch_runs_table`` row.
+    """(sys/id, {path: value}, {paths of File fields}) of one runs-table row.
 
-    The client's ``TableEntry`` offers no public listing of its fields; like the client's own
-    ``to_pandas`` this reads the entry's attribute list.
+    ``row`` is a ``fetch_runs_table`` ``TableEntry`` or a search page's ``LeaderboardEntry`` (which
+    :meth:`RunEditor.runs <airflow_provider_neptune.hooks.run_edits.RunEditor.runs>` yields, with
+    datetimes still as text: they are parsed here). Neither offers a public listing of its fields; like
+    the client's own ``to_pandas`` this reads the entry's attribute list.
     """
     from neptune.internal.backends.api_model import AttributeType
+    from neptune.internal.utils.iso_dates import parse_iso_date
 
     values: dict[str, Any] = {}
     files: set[str] = set()
-    attributes: Iterable[Any] = getattr(row, "_attributes", ())
+    listed = getattr(row, "attributes", None)
+    attributes: Iterable[Any] = listed if listed is not None else getattr(row, "_attributes", ())
     for attribute in attributes:
         if attribute.type == AttributeType.FILE:
             files.add(attribute.path)
@@ -209,10 +302,17 @@ def table_row_fields(row: Any) -> tuple[str, dict[str, Any], set[str]]:
             values[attribute.path] = attribute.properties.get("last")
         elif attribute.type == AttributeType.STRING_SET:
             values[attribute.path] = set(attribute.properties.get("values") or ())
+        elif attribute.type == AttributeType.DATETIME and isinstance(attribute.properties.get("value"), str):
+            values[attribute.path] = parse_iso_date(attribute.properties["value"])
         else:
             values[attribute.path] = attribute.properties.get("value")
-    run_id = values.get("sys/id") or getattr(row, "_id", "")
+    run_id = values.get("sys/id") or internal_id(row)
     return str(run_id), values, files
+
+
+def internal_id(row: Any) -> str:
+    """The run's internal id (the container id ``executeOperations`` takes) of a runs-table row."""
+    return str(getattr(row, "id", None) or getattr(row, "_id", ""))
 
 
 def created_at(values: Mapping[str, Any]) -> datetime | None:

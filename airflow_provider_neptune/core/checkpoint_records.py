@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePath
 from typing import Any, Literal
@@ -46,6 +47,15 @@ ENTRY_FIELDS_DELETE_ORDER: tuple[str, ...] = (
 )
 """Every field of a checkpoint record, in deletion order; nothing else under the namespace is deleted."""
 
+ALL_ENTRY_FIELDS = (1 << len(ENTRY_FIELDS_DELETE_ORDER)) - 1
+"""``Checkpoint.fields`` when it is not known which record fields an entry holds: all of them."""
+
+
+def field_bit(name: str) -> int:
+    """The bit of record field ``name`` in ``Checkpoint.fields`` (its place in the deletion order)."""
+    return 1 << ENTRY_FIELDS_DELETE_ORDER.index(name)
+
+
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -62,6 +72,8 @@ class Checkpoint:
     uploaded_at: datetime | None = None
     keep: bool = False
     has_file: bool = True
+    fields: int = field(default=ALL_ENTRY_FIELDS, compare=False)
+    """Which record fields the entry holds, one bit each (:func:`field_bit`): what a deletion removes."""
 
 
 def validate_direction(direction: str) -> Direction:
@@ -210,9 +222,10 @@ def checkpoints_from_fields(
         sha = record.get(SHA256_FIELD)
         uploaded = record.get(UPLOADED_AT_FIELD)
         size = _as_float(record.get(SIZE_FIELD))
+        present = sum(field_bit(name) for name in ENTRY_FIELDS_DELETE_ORDER if name in record)
         entries.append(
             Checkpoint(
-                key=key,
+                key=sys.intern(key),
                 sha256=sha if isinstance(sha, str) else None,
                 score=_as_float(record.get(SCORE_FIELD)),
                 step=_as_float(record.get(STEP_FIELD)),
@@ -220,6 +233,7 @@ def checkpoints_from_fields(
                 uploaded_at=uploaded if isinstance(uploaded, datetime) else None,
                 keep=record.get(KEEP_FIELD) is True,
                 has_file=key in files,
+                fields=present | (field_bit(FILE_FIELD) if key in files else 0),
             )
         )
     return entries
