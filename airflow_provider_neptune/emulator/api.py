@@ -31,6 +31,7 @@ from airflow_provider_neptune.emulator.artifacts import (
 )
 from airflow_provider_neptune.emulator.artifacts import artifact_hash as artifact_hash_of
 from airflow_provider_neptune.emulator.clock import iso_ms
+from airflow_provider_neptune.emulator.errors import EmulatorError, MetadataError, NQLSyntaxError
 from airflow_provider_neptune.emulator.fields import (
     attribute_dto,
     merged_fields,
@@ -42,8 +43,6 @@ from airflow_provider_neptune.emulator.management import ManagementApi
 from airflow_provider_neptune.emulator.operations import normalize_sub_path, operation_type_error
 from airflow_provider_neptune.emulator.storage import (
     Attr,
-    EmulatorError,
-    MetadataError,
     ProjectRow,
     RunRow,
     Storage,
@@ -881,7 +880,7 @@ class NeptuneApi(ManagementApi):
         _expect(query_text, str, "params.query.query", "a string")
         try:
             query = nql.parse(query_text)
-        except (nql.NQLSyntaxError, RecursionError) as exc:
+        except (NQLSyntaxError, RecursionError) as exc:
             raise EmulatorError(400, "Syntax error", "SYNTAX_ERROR") from exc
         rows = [
             (run, fields)

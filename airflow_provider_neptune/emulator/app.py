@@ -26,9 +26,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from airflow_provider_neptune.emulator.api import ApiSettings, Call, NeptuneApi, parse_json
 from airflow_provider_neptune.emulator.auth import TokenIssuer, make_api_token
+from airflow_provider_neptune.emulator.errors import BodyTooLarge, EmulatorError
 from airflow_provider_neptune.emulator.limits import FailNext, Guard
 from airflow_provider_neptune.emulator.pages import WebView
-from airflow_provider_neptune.emulator.storage import EmulatorError, Storage
+from airflow_provider_neptune.emulator.storage import Storage
 from airflow_provider_neptune.emulator.swagger import ROUTES, SWAGGER_PATHS, RouteSpec, build_spec
 
 Scope = MutableMapping[str, Any]
@@ -57,10 +58,6 @@ UPLOAD_OPERATIONS = frozenset(
 # Largest JSON (non-upload) request body. The async client sends at most NEPTUNE_MAX_BATCH_SIZE_BYTES
 # (100 MiB) of operations per request, plus the one operation that crosses it; 256 MiB leaves room.
 DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024
-
-
-class BodyTooLarge(Exception):
-    """A request body over the configured limit (answered 413)."""
 
 
 @dataclass

@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, quote, urlencode
 
 from starlette.responses import FileResponse, HTMLResponse, Response
 
-from airflow_provider_neptune.emulator import nql
 from airflow_provider_neptune.emulator.clock import iso_ms
+from airflow_provider_neptune.emulator.errors import NQLSyntaxError, PageError
 from airflow_provider_neptune.emulator.storage import Attr, ProjectRow, RunRow
 from airflow_provider_neptune.emulator.web import charts, queries
 
@@ -39,10 +39,6 @@ MAX_COMPARE_RUNS = len(charts.PALETTE)
 def _e(value: object) -> str:
     """Escape any value for HTML text and quoted attributes."""
     return escape(str(value), quote=True)
-
-
-class PageError(Exception):
-    """A bad request parameter: answered with a 400 page naming the parameter."""
 
 
 def _doc(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -235,7 +231,7 @@ class WebView:
         error = ""
         try:
             page = queries.select(rows, request)
-        except nql.NQLSyntaxError as exc:
+        except NQLSyntaxError as exc:
             error = f"The filter is not valid NQL ({exc}); showing no runs."
             page = queries.TablePage(rows=[], matching=0, total=len(rows), pages=1)
         keep = {

@@ -24,10 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_neptune.emulator.clock import now_ms
-from airflow_provider_neptune.emulator.operations import (
-    READ_ONLY_SYS,
+from airflow_provider_neptune.emulator.errors import (
+    EmulatorError,
+    MetadataError,
     OperationError,
     StoredButRejected,
+)
+from airflow_provider_neptune.emulator.operations import (
+    READ_ONLY_SYS,
     apply_operation,
     blobs_of,
     check_type,
@@ -64,27 +68,6 @@ CREATE TABLE IF NOT EXISTS artifacts (
     project_id TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER, files TEXT,
     PRIMARY KEY (project_id, hash));
 """
-
-
-class EmulatorError(Exception):
-    """A request-level error: HTTP status, Neptune errorType and a message."""
-
-    def __init__(self, status: int, message: str, error_type: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.error_type = error_type
-
-
-class MetadataError(EmulatorError):
-    """A write the data model refuses (type clash, read-only field, bad path).
-
-    Upload endpoints report it in their `errors` list with status 200, as the real server does, so
-    the client logs it and drops the data instead of treating it as a failed request.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(400, message, "METADATA_INCONSISTENCY")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_neptune.emulator.storage import EmulatorError, ProjectRow, RunRow, Storage
+from airflow_provider_neptune.emulator.errors import EmulatorError
+from airflow_provider_neptune.emulator.storage import ProjectRow, RunRow, Storage
 
 
 @pytest.fixture
