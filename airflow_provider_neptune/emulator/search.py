@@ -1,0 +1,125 @@
+"""NQL in SQL: the conditions SQLite can answer become a WHERE clause over `runs AS r`.
+
+`narrowing(query)` gives SQL that every run matching the query satisfies. When it is `exact`, the SQL
+matches exactly the runs the query does (so counting, sorting and paging can run in SQLite too);
+otherwise the caller evaluates the whole query in Python, but only over the runs the SQL let through.
+Semantics are those of nql.matches over the fields api.fields_of shows (sys fields come from `runs`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_neptune.emulator import nql
+
+COMPARISONS = ("=", "!=", "<", "<=", ">", ">=")
+# sys fields that are columns of `runs` on every row (runs, models, versions and project containers).
+TIME_COLUMNS = {
+    "sys/creation_time": "r.created_ms",
+    "sys/modification_time": "r.modified_ms",
+    "sys/ping_time": "r.ping_ms",
+}
+# Columns the runs table can be sorted by in SQL (each present on every row, so none sorts last).
+SQL_SORT_COLUMNS = {"sys/id": "r.short_id", **TIME_COLUMNS}
+SET_PATHS = ("sys/tags", "sys/group_tags")
+
+
+@dataclass(frozen=True)
+class Where:
+    """A WHERE fragment over `runs AS r` with its arguments; exact when it decides the query alone."""
+
+    sql: str
+    args: tuple[Any, ...]
+    exact: bool
+
+
+EVERYTHING = Where("1", (), True)
+UNKNOWN = Where("1", (), False)  # nothing SQL can say: every run stays a candidate
+NOTHING = Where("0", (), True)
+
+
+def narrowing(query: nql.Query) -> Where:
+    """SQL every run matching `query` satisfies (exact when nothing is left to check in Python)."""
+    if isinstance(query, nql.Everything):
+        return EVERYTHING
+    if isinstance(query, nql.Condition):
+        return _condition(query) or UNKNOWN
+    if isinstance(query, nql.And):
+        parts = [narrowing(item) for item in query.items]
+        useful = [p for p in parts if p.sql != "1"]
+        exact = all(p.exact for p in parts)
+        if not useful:
+            return Where("1", (), exact)
+        return Where(
+            " AND ".join(f"({p.sql})" for p in useful), tuple(a for p in useful for a in p.args), exact
+        )
+    if isinstance(query, nql.Or):
+        parts = [narrowing(item) for item in query.items]
+        if any(p.sql == "1" for p in parts):
+            return Where("1", (), all(p.exact for p in parts))
+        return Where(
+            " OR ".join(f"({p.sql})" for p in parts),
+            tuple(a for p in parts for a in p.args),
+            all(p.exact for p in parts),
+        )
+    inner = narrowing(query.item)
+    if not inner.exact:
+        return UNKNOWN
+    # SQL NULL stands for "does not hold" everywhere above; NOT must not turn it into "unknown".
+    return Where(f"NOT COALESCE(({inner.sql}), 0)", inner.args, True)
+
+
+def paths_of(query: nql.Query) -> set[str]:
+    """Every field path a query's conditions read."""
+    if isinstance(query, nql.Condition):
+        return {query.attribute}
+    if isinstance(query, nql.And | nql.Or):
+        return set().union(*(paths_of(item) for item in query.items))
+    if isinstance(query, nql.Not):
+        return paths_of(query.item)
+    return set()
+
+
+def _condition(cond: nql.Condition) -> Where | None:
+    path, kind, op, value = cond.attribute, cond.type, cond.operator, cond.value
+    if path == "sys/id" and kind in (None, "string") and op in COMPARISONS and isinstance(value, str):
+        return Where(f"r.short_id {_sql_op(op)} ?", (value,), True)
+    if path == "sys/custom_run_id":
+        # The field exists only on runs created with a (non-empty) custom id.
+        if op == "EXISTS":
+            return Where("COALESCE(r.custom_id, '') <> ''", (), True)
+        if op == "NOT EXISTS":
+            return Where("COALESCE(r.custom_id, '') = ''", (), True)
+        if kind in (None, "string") and op in COMPARISONS and isinstance(value, str):
+            return Where(f"r.custom_id {_sql_op(op)} ? AND r.custom_id <> ''", (value,), True)
+        return Where("COALESCE(r.custom_id, '') <> ''", (), False)
+    if path == "sys/trashed" and kind in (None, "bool") and op in ("=", "!="):
+        flag = value if isinstance(value, bool) else str(value).lower() == "true"
+        # A project container has no sys/trashed field.
+        return Where(f"r.type <> 'project' AND r.trashed {_sql_op(op)} ?", (int(flag),), True)
+    if path in TIME_COLUMNS and kind in (None, "datetime") and op in COMPARISONS:
+        millis = nql.to_millis(value)
+        if millis is None:
+            return NOTHING
+        return Where(f"{TIME_COLUMNS[path]} {_sql_op(op)} ?", (millis,), True)
+    if (
+        path in SET_PATHS
+        and kind in (None, "stringSet")
+        and op in ("CONTAINS", "=")
+        and isinstance(value, str)
+    ):
+        return Where(
+            "r.id IN (SELECT run_id FROM set_members WHERE path = ? AND member = ?)", (path, value), True
+        )
+    if path.startswith("sys/"):
+        return None
+    # Any other field exists only where it is stored; every operator but NOT EXISTS needs it to exist.
+    stored = "EXISTS (SELECT 1 FROM attrs AS a WHERE a.run_id = r.id AND a.path = ?)"
+    if op == "NOT EXISTS":
+        return Where(f"NOT {stored}", (path,), True)
+    return Where(stored, (path,), op == "EXISTS")
+
+
+def _sql_op(op: str) -> str:
+    return "<>" if op == "!=" else op
