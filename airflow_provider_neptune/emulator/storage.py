@@ -113,6 +113,25 @@ BEGIN
 END;
 """
 
+# Fixed planner statistics (sqlite_stat1: rows, then rows per distinct value of each index prefix) for
+# a large project, so SQLite picks the selective index (custom id, tag member) over one that merely
+# avoids a sort, whatever the data holds yet. Measured statistics (ANALYZE) would describe a store
+# while it is still small and steer the same searches to full scans once it has grown.
+PLANNER_STATS: dict[str, tuple[str, str]] = {
+    "sqlite_autoindex_runs_1": ("runs", "100000 1"),
+    "sqlite_autoindex_runs_2": ("runs", "100000 10000 1"),
+    "runs_custom": ("runs", "100000 10000 1"),
+    "runs_kind": ("runs", "100000 10000 10000 1"),
+    "runs_order": ("runs", "100000 10000 1 1"),
+    "runs_parent": ("runs", "100000 100"),
+    "sqlite_autoindex_attrs_1": ("attrs", "2000000 20 1"),
+    "attrs_path": ("attrs", "2000000 10000 10000"),
+    "sqlite_autoindex_points_1": ("points", "10000000 1000 100 1"),
+    "sqlite_autoindex_set_members_1": ("set_members", "200000 2 1 1"),
+    "set_members_member": ("set_members", "200000 100000 10"),
+    "sqlite_autoindex_columns_seen_1": ("columns_seen", "10000 1000 500 1 1"),
+}
+
 # Fills version 2's tables from what a version 1 data directory already holds.
 MIGRATE_V1_TO_V2 = """
 INSERT OR IGNORE INTO set_members (run_id, path, member)
@@ -236,6 +255,18 @@ class Storage:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                 (SCHEMA_VERSION_KEY, str(SCHEMA_VERSION)),
             )
+            self._set_planner_stats(db)
+        # Statistics written by hand take effect once SQLite reloads them.
+        self._db.execute("ANALYZE sqlite_schema")
+
+    @staticmethod
+    def _set_planner_stats(db: sqlite3.Connection) -> None:
+        """Write PLANNER_STATS into sqlite_stat1 (created empty by analysing a table that has no index)."""
+        if not db.execute("SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat1'").fetchone():
+            db.execute("ANALYZE meta")
+        for index, (table, stat) in PLANNER_STATS.items():
+            db.execute("DELETE FROM sqlite_stat1 WHERE idx = ?", (index,))
+            db.execute("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)", (table, index, stat))
 
     @property
     def schema_version(self) -> int:
@@ -569,11 +600,15 @@ class Storage:
                     "SELECT 1 FROM runs WHERE project_id=? AND type=? AND custom_id > '' LIMIT 1",
                     (project_id, kind),
                 ).fetchone()
-                parent = self._db.execute(
-                    "SELECT 1 FROM runs WHERE project_id=? AND type=? AND parent_id IS NOT NULL LIMIT 1",
-                    (project_id, kind),
-                ).fetchone()
-                out.append((kind, custom is not None, parent is not None))
+                # Only a model version shows its parent (sys/model_id); other kinds need no look.
+                parent = (
+                    kind == "modelVersion"
+                    and self._db.execute(
+                        "SELECT 1 FROM runs WHERE project_id=? AND type=? AND parent_id IS NOT NULL LIMIT 1",
+                        (project_id, kind),
+                    ).fetchone()
+                )
+                out.append((kind, custom is not None, bool(parent)))
         return out
 
     def columns_of(self, project_id: str, kinds: list[str], contains: str = "") -> list[tuple[str, str]]:
