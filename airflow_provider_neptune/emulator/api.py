@@ -38,6 +38,7 @@ from airflow_provider_neptune.emulator.fields import (
     plain_value,
     project_fields,
     properties,
+    shown_fields,
 )
 from airflow_provider_neptune.emulator.management import ManagementApi
 from airflow_provider_neptune.emulator.operations import normalize_sub_path, operation_type_error
@@ -990,35 +991,11 @@ class NeptuneApi(ManagementApi):
         # The system columns exist even in an empty project (the client sorts by sys/creation_time).
         seen = {(name, kind): None for name, kind in SYSTEM_COLUMNS}
         for kind, has_custom, has_parent in self.storage.kinds_present(project.id, kinds):
-            seen.update(dict.fromkeys((a.path, a.type) for a in _shown_by_kind(kind, has_custom, has_parent)))
+            seen.update(dict.fromkeys((a.path, a.type) for a in shown_fields(kind, has_custom, has_parent)))
         for path, kind in self.storage.columns_of(project.id, kinds, search_text):
             seen[(path, kind)] = None
         entries = [{"name": n, "type": t} for n, t in sorted(seen) if search_text in n]
         return JSONResponse({"entries": entries})
-
-
-def _shown_by_kind(kind: str, has_custom: bool, has_parent: bool) -> list[Attr]:
-    """The fields (besides stored ones) a run of `kind` shows, by the sample rules of fields_of."""
-    sample = RunRow(
-        id="",
-        project_id="",
-        seq=0,
-        short_id="",
-        type=kind,
-        custom_id="x" if has_custom else None,
-        model_key=None,
-        parent_id="x" if has_parent else None,
-        owner="",
-        created_ms=0,
-        modified_ms=0,
-        ping_ms=0,
-        trashed=False,
-    )
-    if kind == "project":
-        fields = project_fields(sample, "", [], 0)
-        fields["sys/visibility"] = Attr("sys/visibility", "string", {"v": ""})
-        return list(fields.values())
-    return list(merged_fields(sample, [], "idle", 0).values())
 
 
 def _git_info(value: Any) -> dict[str, Any] | None:

@@ -227,13 +227,18 @@ class WebView:
     def runs_table(self, project: ProjectRow, params: dict[str, list[str]]) -> HTMLResponse:
         """The project's runs: base and chosen columns, sorting, NQL/tag/state filters, paging."""
         request = self.table_query(params)
-        rows = queries.project_rows(self.storage, project, self.state_timeout)
         error = ""
         try:
-            page = queries.select(rows, request)
+            page = queries.table_page(self.storage, project, request, self.state_timeout)
         except NQLSyntaxError as exc:
             error = f"The filter is not valid NQL ({exc}); showing no runs."
-            page = queries.TablePage(rows=[], matching=0, total=len(rows), pages=1)
+            page = queries.TablePage(
+                rows=[],
+                matching=0,
+                total=queries.run_count(self.storage, project),
+                pages=1,
+                field_paths=queries.field_paths(self.storage, project),
+            )
         keep = {
             "q": request.nql_text,
             "tag": request.tag,
