@@ -233,7 +233,7 @@ def measure(url: str, api_token: str, pid: int | None, runs: int, n: int, reps: 
 def run(opts: harness.Options) -> harness.Section:
     """Seed each scale, start the emulator on it, measure every route; compare with the empty store."""
     scales = opts.pick([0, 20, 100, 300], [0, 100, 1_000, 10_000])
-    n = opts.pick(40, 200)
+    n = opts.pick(40, 400)
     reps = opts.reps(2, 3)
     section = harness.Section(
         NAME,
@@ -277,3 +277,7 @@ def run(opts: harness.Options) -> harness.Section:
         "column catalog); only the fields a search returns are read."
     )
     return section
+
+
+if __name__ == "__main__":
+    harness.standalone(NAME, __doc__ or NAME, run)
