@@ -948,10 +948,17 @@ class NeptuneApi(ManagementApi):
             page_runs = self._candidates(project, kinds, where, order, limit, offset)
         else:
             runs = self._candidates(project, kinds, where, "r.created_ms, r.seq, r.rowid")
-            needed = sorted(search.paths_of(query) | {sort_by})
-            stored = self._stored([r.id for r in runs], needed)
-            with_size = "sys/size" in needed
-            rows = [(run, self.fields_of(run, stored.get(run.id, []), with_size=with_size)) for run in runs]
+            if where.exact and not sort_by.startswith("sys/"):
+                # SQL decided the filter; sorting by a stored field needs only that field of each run.
+                by_run = self._stored([r.id for r in runs], [sort_by])
+                rows = [(run, {a.path: a for a in by_run.get(run.id, [])}) for run in runs]
+            else:
+                needed = sorted(search.paths_of(query) | {sort_by})
+                stored = self._stored([r.id for r in runs], needed)
+                with_size = "sys/size" in needed
+                rows = [
+                    (run, self.fields_of(run, stored.get(run.id, []), with_size=with_size)) for run in runs
+                ]
             if not where.exact:
                 rows = [
                     (run, fields)

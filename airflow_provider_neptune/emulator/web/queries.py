@@ -220,7 +220,14 @@ def table_page(storage: Storage, project: ProjectRow, request: TableQuery, state
                 args,
             )
         ]
-        rows = _fields(storage, runs, needed, state_timeout, sizes)
+        if where.exact and not request.sort.startswith("sys/"):
+            # SQL decided the filter; sorting by a stored field needs only that field of each run.
+            by_run: dict[str, dict[str, Attr]] = {}
+            for run_id, attr in storage.attributes_of_runs([r.id for r in runs], [request.sort]):
+                by_run.setdefault(run_id, {})[attr.path] = attr
+            rows = [(run, by_run.get(run.id, {})) for run in runs]
+        else:
+            rows = _fields(storage, runs, needed, state_timeout, sizes)
         if not where.exact:
             rows = [
                 (run, fields)
