@@ -2,7 +2,8 @@
 
 One connection guarded by one lock serialises every read and write, which is plenty for a test
 server and keeps each request's operations atomic. Uploaded file contents live in `blobs/` under
-random names; multipart parts live in `uploads/<id>/` until the upload finishes.
+random names; multipart parts live in `uploads/<id>/` until the upload finishes. The layout is
+versioned (SCHEMA_VERSION, kept in `meta`) and migrated forward when an older directory is opened.
 """
 
 from __future__ import annotations
