@@ -8,6 +8,7 @@ Semantics are those of nql.matches over the fields api.fields_of shows (sys fiel
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,10 +116,55 @@ def _condition(cond: nql.Condition) -> Where | None:
     if path.startswith("sys/"):
         return None
     # Any other field exists only where it is stored; every operator but NOT EXISTS needs it to exist.
-    stored = "EXISTS (SELECT 1 FROM attrs AS a WHERE a.run_id = r.id AND a.path = ?)"
+    stored = "EXISTS (SELECT 1 FROM attrs AS a WHERE a.run_id = r.id AND a.path = ?"
     if op == "NOT EXISTS":
-        return Where(f"NOT {stored}", (path,), True)
-    return Where(stored, (path,), op == "EXISTS")
+        return Where(f"NOT {stored})", (path,), True)
+    if op == "EXISTS":
+        return Where(f"{stored})", (path,), True)
+    value_test = _value_test(kind, op, value)
+    if value_test is not None:
+        sql, args = value_test
+        return Where(f"{stored} AND ({sql}))", (path, *args), False)
+    return Where(f"{stored})", (path,), False)
+
+
+def _value_test(kind: str | None, op: str, value: Any) -> tuple[str, tuple[Any, ...]] | None:
+    """SQL on a stored field `a` that every field nql.matches could accept satisfies (a superset).
+
+    Fields whose value SQL cannot read as nql does (malformed JSON, a number kept as text) stay
+    candidates; Python decides them.
+    """
+    unreadable = "NOT json_valid(a.value)"
+    if kind in nql.NUMERIC and op in COMPARISONS and not isinstance(value, bool):
+        number = _number(value)
+        if number is None or math.isnan(number):
+            # nql compares NaN as unequal to everything; SQLite would read it as NULL.
+            return None
+        sql_op = _sql_op(op)
+        # Numbers and datetimes compare as numbers, series by their last value; a bool as 0 or 1.
+        return (
+            f"{unreadable} OR a.type = 'bool'"
+            " OR (a.type IN ('float', 'int', 'datetime') AND (json_type(a.value, '$.v') NOT IN"
+            f" ('real', 'integer') OR json_extract(a.value, '$.v') {sql_op} ?))"
+            " OR (a.type = 'floatSeries' AND (json_type(a.value, '$.last') NOT IN ('real', 'integer')"
+            f" OR json_extract(a.value, '$.last') {sql_op} ?))",
+            (number, number),
+        )
+    if kind in (None, "string") and op == "=" and isinstance(value, str):
+        # Only a String field is decided here (equal text); other types compare in their own way.
+        return f"{unreadable} OR a.type <> 'string' OR json_extract(a.value, '$.v') = ?", (value,)
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def _sql_op(op: str) -> str:

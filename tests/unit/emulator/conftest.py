@@ -43,7 +43,15 @@ def search_runs(search_app: EmulatorApp) -> list[RunRow]:
             ],
             custom_id="c-1",
         ),
-        _run(search_app, [{"path": "sys/tags", "insertStrings": {"values": ["b"]}}], custom_id="c-2"),
+        _run(
+            search_app,
+            [
+                {"path": "sys/tags", "insertStrings": {"values": ["b"]}},
+                {"path": "acc", "assignInt": {"value": 1}},
+                {"path": "note", "assignDatetime": {"valueMilliseconds": 5}},
+            ],
+            custom_id="c-2",
+        ),
         _run(
             search_app,
             [
@@ -51,8 +59,25 @@ def search_runs(search_app: EmulatorApp) -> list[RunRow]:
                 {"path": "note", "assignString": {"value": "x"}},
             ],
         ),
-        _run(search_app, [{"path": "sys/group_tags", "insertStrings": {"values": ["g"]}}], custom_id="c-3"),
-        _run(search_app, [{"path": "note", "assignString": {"value": "5"}}]),
+        _run(
+            search_app,
+            [
+                {"path": "sys/group_tags", "insertStrings": {"values": ["g"]}},
+                {
+                    "path": "acc",
+                    "logFloats": {"entries": [{"value": 0.7, "step": 1.0, "timestampMilliseconds": 1}]},
+                },
+                {"path": "note", "assignBool": {"value": True}},
+            ],
+            custom_id="c-3",
+        ),
+        _run(
+            search_app,
+            [
+                {"path": "note", "assignString": {"value": "5"}},
+                {"path": "acc", "assignBool": {"value": True}},
+            ],
+        ),
     ]
     search_app.storage.set_trashed([made[1].id], True)
     # A tag removed again must no longer match.
@@ -105,6 +130,19 @@ QUERIES = [
     'sys/creation_time:datetime < "not a date"',
     'NOT (sys/creation_time < "not a date")',
     "acc:float > 0.5",
+    'acc:float >= "0.7"',
+    "acc:float != 0.1",
+    "acc:int = 1",
+    'acc:float != "nan"',
+    'acc = "0.9"',
+    "acc:floatSeries < 0.8",
+    "note:float < 6",
+    'note:string = "5"',
+    'note = "x"',
+    'note = "True"',
+    "NOT (acc:float > 0.5)",
+    "(acc:float > 0.5) AND (sys/trashed = false)",
+    '(note = "x") OR (acc:float <= 0.1)',
     "acc EXISTS",
     "acc NOT EXISTS",
     "NOT (acc EXISTS)",
