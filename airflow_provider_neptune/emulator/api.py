@@ -416,7 +416,7 @@ class NeptuneApi(ManagementApi):
         ]
         if not projects:
             raise _not_found(f"Workspace {call.arg('organizationIdentifier')}", "WORKSPACE_NOT_FOUND")
-        used = sum(self.storage.run_size(r.id) for p in projects for r in self.storage.runs_of(p.id))
+        used = self.storage.stored_bytes([p.id for p in projects])
         return JSONResponse(
             {
                 "storageBytesAvailable": max(STORAGE_LIMIT - used, 0),

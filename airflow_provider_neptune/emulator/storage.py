@@ -680,6 +680,22 @@ class Storage:
             ).fetchall()
         return int(files) + sum(int(json.loads(r["value"]).get("size", 0)) for r in atoms)
 
+    def stored_bytes(self, project_ids: list[str]) -> int:
+        """Bytes of files stored for the runs (not project containers) of some projects, in SQL.
+
+        The sum of run_size over those runs, without a query per run.
+        """
+        marks = ", ".join("?" * len(project_ids))
+        runs = f"SELECT id FROM runs WHERE project_id IN ({marks}) AND type <> 'project'"
+        with self._lock:
+            files = self._db.execute(
+                f"SELECT COALESCE(SUM(size), 0) FROM filesets WHERE run_id IN ({runs})", tuple(project_ids)
+            ).fetchone()[0]
+            atoms = self._db.execute(
+                f"SELECT value FROM attrs WHERE type = 'file' AND run_id IN ({runs})", tuple(project_ids)
+            ).fetchall()
+        return int(files) + sum(int(json.loads(r["value"]).get("size", 0)) for r in atoms)
+
     # ----- writes -------------------------------------------------------------------------------
     def execute_operations(self, run: RunRow, operations: list[Any]) -> tuple[list[str], int, int]:
         """Apply operations in order in one transaction: (errors, operations applied, points stored)."""

@@ -231,3 +231,20 @@ def test_state_survives_reopening(tmp_path: Path) -> None:
     assert attr is not None
     assert attr.value["v"] == 7
     second.close()
+
+
+def test_stored_bytes_counts_files_and_file_sets_of_runs_not_of_the_project(
+    storage: Storage, project: ProjectRow, run: RunRow
+) -> None:
+    other, _ = storage.create_run(project, custom_id="other")
+    storage.set_file(run, "model/weights", "bin", b"x" * 10)
+    storage.set_file(run, "model/weights", "bin", b"x" * 7)  # replaces the 10 bytes
+    storage.add_fileset_files(other, "data/files", {"a": b"y" * 3, "b/c": b"z" * 5}, reset=False)
+    container = storage.find_run(project.id)
+    assert container is not None
+    storage.set_file(container, "project/readme", "txt", b"p" * 100)  # a project's own file: not a run's
+    elsewhere = storage.ensure_project("ws/elsewhere")
+    far, _ = storage.create_run(elsewhere)
+    storage.set_file(far, "f", "bin", b"q" * 1000)
+    assert storage.stored_bytes([project.id]) == 7 + 3 + 5
+    assert storage.stored_bytes([project.id, elsewhere.id]) == 7 + 3 + 5 + 1000
