@@ -83,6 +83,7 @@ SCHEMA_V2 = """
 CREATE INDEX IF NOT EXISTS runs_order ON runs (project_id, created_ms, seq);
 CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_id);
 CREATE INDEX IF NOT EXISTS runs_kind ON runs (project_id, type, custom_id);
+CREATE INDEX IF NOT EXISTS runs_trashed ON runs (project_id, type, trashed);
 CREATE INDEX IF NOT EXISTS attrs_path ON attrs (path, type);
 CREATE TABLE IF NOT EXISTS set_members (
     run_id TEXT NOT NULL, path TEXT NOT NULL, member TEXT NOT NULL, PRIMARY KEY (run_id, path, member));
@@ -124,6 +125,7 @@ PLANNER_STATS: dict[str, tuple[str, str]] = {
     "runs_custom": ("runs", "100000 10000 1"),
     "runs_kind": ("runs", "100000 10000 10000 1"),
     "runs_order": ("runs", "100000 10000 1 1"),
+    "runs_trashed": ("runs", "100000 10000 10000 10000"),
     "runs_parent": ("runs", "100000 100"),
     "sqlite_autoindex_attrs_1": ("attrs", "2000000 20 1"),
     "attrs_path": ("attrs", "2000000 10000 10000"),
@@ -249,8 +251,11 @@ class Storage:
                     f"data directory {self.root} was written by a newer emulator (schema version {version},"
                     f" this one knows up to {SCHEMA_VERSION}); use that version or a fresh directory",
                 )
+            # The layout's tables, indexes and triggers (all IF NOT EXISTS), then the data moves.
+            for statement in _statements(SCHEMA_V2):
+                db.execute(statement)
             if version < 2:
-                for statement in _statements(SCHEMA_V2 + MIGRATE_V1_TO_V2):
+                for statement in _statements(MIGRATE_V1_TO_V2):
                     db.execute(statement)
             db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
