@@ -1,8 +1,9 @@
-"""Every error the emulator raises while answering a request, in one module.
+"""Every error the emulator raises, in one module.
 
-Each maps to one kind of answer: a JSON error (EmulatorError and MetadataError), an entry in an
-executeOperations error list (OperationError, StoredButRejected), a 400 "Syntax error" (NQLSyntaxError),
-a 400 web page (PageError) or a 413 (BodyTooLarge).
+Request-level errors map to one kind of answer each: a JSON error (EmulatorError and MetadataError), an
+entry in an executeOperations error list (OperationError, StoredButRejected), a 400 "Syntax error"
+(NQLSyntaxError), a 400 web page (PageError) or a 413 (BodyTooLarge). DataDirectoryError stops the
+emulator from starting on a data directory it cannot use.
 """
 
 from __future__ import annotations
@@ -51,3 +52,7 @@ class PageError(Exception):
 
 class BodyTooLarge(Exception):
     """A request body over the configured limit (answered 413)."""
+
+
+class DataDirectoryError(Exception):
+    """A data directory the emulator cannot open (written by a newer emulator)."""

@@ -26,6 +26,7 @@ from typing import Any
 
 from airflow_provider_neptune.emulator.clock import now_ms
 from airflow_provider_neptune.emulator.errors import (
+    DataDirectoryError,
     EmulatorError,
     MetadataError,
     OperationError,
@@ -246,10 +247,9 @@ class Storage:
             row = db.execute("SELECT value FROM meta WHERE key=?", (SCHEMA_VERSION_KEY,)).fetchone()
             version = int(row["value"]) if row else 1
             if version > SCHEMA_VERSION:
-                raise EmulatorError(
-                    500,
+                raise DataDirectoryError(
                     f"data directory {self.root} was written by a newer emulator (schema version {version},"
-                    f" this one knows up to {SCHEMA_VERSION}); use that version or a fresh directory",
+                    f" this one knows up to {SCHEMA_VERSION}); use that version or a fresh directory"
                 )
             # The layout's tables, indexes and triggers (all IF NOT EXISTS), then the data moves.
             for statement in _statements(SCHEMA_V2):
