@@ -946,19 +946,19 @@ class NeptuneApi(ManagementApi):
             )[0][0]
             order = f"{search.SQL_SORT_COLUMNS[sort_by]} {direction}, {creation}"
             page_runs = self._candidates(project, kinds, where, order, limit, offset)
+        elif where.exact and not sort_by.startswith("sys/"):
+            # SQL decided the filter; sorting by a stored field reads only that field's value.
+            base, args = self._base(project, kinds)
+            keys = search.sort_keys(self.storage, f"{base} AND ({where.sql})", args + where.args, sort_by)
+            total = len(keys)
+            ids = search.ordered_ids(keys, descending, web=False)[offset : offset + limit]
+            page_runs = self.storage.runs_by_id(ids)
         else:
             runs = self._candidates(project, kinds, where, "r.created_ms, r.seq, r.rowid")
-            if where.exact and not sort_by.startswith("sys/"):
-                # SQL decided the filter; sorting by a stored field needs only that field of each run.
-                by_run = self._stored([r.id for r in runs], [sort_by])
-                rows = [(run, {a.path: a for a in by_run.get(run.id, [])}) for run in runs]
-            else:
-                needed = sorted(search.paths_of(query) | {sort_by})
-                stored = self._stored([r.id for r in runs], needed)
-                with_size = "sys/size" in needed
-                rows = [
-                    (run, self.fields_of(run, stored.get(run.id, []), with_size=with_size)) for run in runs
-                ]
+            needed = sorted(search.paths_of(query) | {sort_by})
+            stored = self._stored([r.id for r in runs], needed)
+            with_size = "sys/size" in needed
+            rows = [(run, self.fields_of(run, stored.get(run.id, []), with_size=with_size)) for run in runs]
             if not where.exact:
                 rows = [
                     (run, fields)

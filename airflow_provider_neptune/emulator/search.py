@@ -8,11 +8,14 @@ Semantics are those of nql.matches over the fields api.fields_of shows (sys fiel
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_neptune.emulator import nql
+from airflow_provider_neptune.emulator.fields import plain_value
+from airflow_provider_neptune.emulator.storage import Attr, Storage
 
 COMPARISONS = ("=", "!=", "<", "<=", ">", ">=")
 # sys fields that are columns of `runs` on every row (runs, models, versions and project containers).
@@ -169,3 +172,51 @@ def _number(value: Any) -> float | None:
 
 def _sql_op(op: str) -> str:
     return "<>" if op == "!=" else op
+
+
+SortKey = tuple[str, int, int, Any]
+
+
+def sort_keys(storage: Storage, where: str, args: tuple[Any, ...], path: str) -> list[SortKey]:
+    """(run id, created_ms, seq, value of the field at `path` or None) of the runs `r` matching `where`.
+
+    The value is what nql and the runs table sort by (fields.plain_value), read in SQL from that one
+    field instead of decoding every field whole; oldest run first.
+    """
+    rows = storage.rows(
+        "SELECT r.id, r.created_ms, r.seq, a.type,"
+        " CASE WHEN a.value IS NULL OR NOT json_valid(a.value) OR a.type = 'stringSet' THEN NULL"
+        "  WHEN a.type IN ('floatSeries', 'stringSeries') THEN json_extract(a.value, '$.last')"
+        "  WHEN a.type = 'gitRef' THEN json_extract(a.value, '$.commit.commitId')"
+        "  WHEN a.type IN ('file', 'fileSet', 'imageSeries') THEN NULL"
+        "  ELSE json_extract(a.value, '$.v') END,"
+        " CASE WHEN a.value IS NOT NULL AND (NOT json_valid(a.value) OR a.type = 'stringSet')"
+        "  THEN a.value END"
+        f" FROM runs AS r LEFT JOIN attrs AS a ON a.run_id = r.id AND a.path = ? WHERE {where}"
+        " ORDER BY r.created_ms, r.seq, r.rowid",
+        (path, *args),
+    )
+    out: list[SortKey] = []
+    for run_id, created, seq, kind, value, raw in rows:
+        if raw is not None:  # JSON SQLite does not read (NaN) or a list: decoded the way nql does
+            value = plain_value(Attr(path, kind, json.loads(raw)))
+        elif kind == "bool" and value is not None:
+            value = bool(value)
+        out.append((run_id, created, seq, value))
+    return out
+
+
+def ordered_ids(keys: list[SortKey], descending: bool, *, web: bool) -> list[str]:
+    """Run ids sorted by value, ties by creation; runs without a value last in either direction.
+
+    Numbers sort as numbers when every value is one, else everything as text; a list (tags) is joined
+    with commas. The API (web=False) counts booleans as numbers and keeps runs without a value oldest
+    first; the web view (web=True) sorts booleans as text and those runs by creation in the direction.
+    """
+    present = [(",".join(v) if isinstance(v, list) else v, c, s, i) for i, c, s, v in keys if v is not None]
+    missing = [(c, s, i) for i, c, s, v in keys if v is None]
+    numeric = all(isinstance(v, int | float) and not (web and isinstance(v, bool)) for v, _, _, _ in present)
+    present.sort(key=lambda k: (k[0] if numeric else str(k[0]), k[1], k[2]), reverse=descending)
+    if web:
+        missing.sort(key=lambda k: (k[0], k[1]), reverse=descending)
+    return [i for _, _, _, i in present] + [i for _, _, i in missing]

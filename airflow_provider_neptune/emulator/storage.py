@@ -593,6 +593,17 @@ class Storage:
             out += [(r["run_id"], Attr(r["path"], r["type"], json.loads(r["value"]))) for r in rows]
         return out
 
+    def runs_by_id(self, run_ids: list[str]) -> list[RunRow]:
+        """Runs by UUID, in the order given (unknown ids left out)."""
+        found: dict[str, RunRow] = {}
+        for start in range(0, len(run_ids), 500):
+            chunk = run_ids[start : start + 500]
+            for row in self.rows(
+                f"SELECT * FROM runs WHERE id IN ({', '.join('?' * len(chunk))})", tuple(chunk)
+            ):
+                found[row["id"]] = self._run(row)
+        return [found[i] for i in run_ids if i in found]
+
     def kinds_present(self, project_id: str, kinds: list[str]) -> list[tuple[str, bool, bool]]:
         """(kind, any with a custom id?, any with a parent?) for each of `kinds` the project has a run of."""
         out: list[tuple[str, bool, bool]] = []

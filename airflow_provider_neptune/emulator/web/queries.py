@@ -211,6 +211,14 @@ def table_page(storage: Storage, project: ProjectRow, request: TableQuery, state
                 (*args, request.size, (page - 1) * request.size),
             )
         ]
+    elif where.exact and not request.sort.startswith("sys/"):
+        # SQL decided the filter; sorting by a stored field reads only that field's value.
+        keys = search.sort_keys(storage, f"{base} AND ({where.sql})", args, request.sort)
+        matching = len(keys)
+        pages = max(1, math.ceil(matching / request.size))
+        page = min(max(request.page, 1), pages)
+        ids = search.ordered_ids(keys, request.descending, web=True)
+        chosen = storage.runs_by_id(ids[(page - 1) * request.size : page * request.size])
     else:
         runs = [
             storage.run_row(row)
@@ -220,14 +228,7 @@ def table_page(storage: Storage, project: ProjectRow, request: TableQuery, state
                 args,
             )
         ]
-        if where.exact and not request.sort.startswith("sys/"):
-            # SQL decided the filter; sorting by a stored field needs only that field of each run.
-            by_run: dict[str, dict[str, Attr]] = {}
-            for run_id, attr in storage.attributes_of_runs([r.id for r in runs], [request.sort]):
-                by_run.setdefault(run_id, {})[attr.path] = attr
-            rows = [(run, by_run.get(run.id, {})) for run in runs]
-        else:
-            rows = _fields(storage, runs, needed, state_timeout, sizes)
+        rows = _fields(storage, runs, needed, state_timeout, sizes)
         if not where.exact:
             rows = [
                 (run, fields)
