@@ -47,7 +47,7 @@ def search_runs(search_app: EmulatorApp) -> list[RunRow]:
             search_app,
             [
                 {"path": "sys/tags", "insertStrings": {"values": ["b"]}},
-                {"path": "acc", "assignInt": {"value": 1}},
+                {"path": "acc", "assignInt": {"value": 10}},
                 {"path": "note", "assignDatetime": {"valueMilliseconds": 5}},
             ],
             custom_id="c-2",
@@ -132,7 +132,7 @@ QUERIES = [
     "acc:float > 0.5",
     'acc:float >= "0.7"',
     "acc:float != 0.1",
-    "acc:int = 1",
+    "acc:int = 10",
     'acc:float != "nan"',
     'acc = "0.9"',
     "acc:floatSeries < 0.8",
