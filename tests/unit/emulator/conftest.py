@@ -1,5 +1,5 @@
-"""Shared runs-table data for the search tests: an emulator app with varied runs, and the NQL queries
-whose results the tests compare with the reference evaluator (nql.matches)."""
+"""Shared runs-table data for the search tests: an emulator app with varied runs (the NQL queries the
+tests run over them are in tests/helpers/emulator_queries.py)."""
 
 from __future__ import annotations
 
@@ -102,58 +102,3 @@ def search_runs(search_app: EmulatorApp) -> list[RunRow]:
     )
     assert errors == []
     return [*made, model, version]
-
-
-QUERIES = [
-    '((`sys/custom_run_id`:string = "c-1") AND (`sys/trashed`:bool = false))',
-    '(`sys/custom_run_id`:string = "c-2") AND (`sys/trashed`:bool = false)',
-    'sys/custom_run_id = ""',
-    'sys/custom_run_id != "c-1"',
-    "sys/custom_run_id EXISTS",
-    "sys/custom_run_id NOT EXISTS",
-    'NOT (sys/custom_run_id = "c-1")',
-    "sys/custom_run_id:float > 1",
-    '`sys/tags`:stringSet CONTAINS "b"',
-    'sys/tags = "a"',
-    'sys/tags CONTAINS "gone"',
-    'NOT (sys/tags CONTAINS "a")',
-    'sys/tags NOT CONTAINS "a"',
-    'sys/group_tags CONTAINS "g"',
-    "sys/trashed = true",
-    "sys/trashed = false",
-    "sys/trashed:bool != false",
-    'sys/trashed = "TRUE"',
-    'sys/id = "PRO-2"',
-    'sys/id > "PRO-2"',
-    'sys/id <= "PRO-3"',
-    'sys/creation_time > "2000-01-01T00:00:00Z"',
-    'sys/creation_time:datetime < "not a date"',
-    'NOT (sys/creation_time < "not a date")',
-    "acc:float > 0.5",
-    'acc:float >= "0.7"',
-    "acc:float != 0.1",
-    "acc:int = 10",
-    'acc:float != "nan"',
-    'acc = "0.9"',
-    "acc:floatSeries < 0.8",
-    "note:float < 6",
-    'note:string = "5"',
-    'note = "x"',
-    'note = "True"',
-    "NOT (acc:float > 0.5)",
-    "(acc:float > 0.5) AND (sys/trashed = false)",
-    '(note = "x") OR (acc:float <= 0.1)',
-    "acc EXISTS",
-    "acc NOT EXISTS",
-    "NOT (acc EXISTS)",
-    'note = "x"',
-    "note:float = 5",
-    '(sys/tags CONTAINS "a") OR (acc:float > 0.05)',
-    '(sys/tags CONTAINS "a") OR (sys/custom_run_id = "c-3")',
-    'NOT ((sys/tags CONTAINS "b") AND (sys/trashed = false))',
-    'sys/name = "first"',
-    'sys/name = "Untitled"',
-    'sys/state:experimentState = "inactive"',
-    "sys/size >= 0",
-    "",
-]

@@ -17,7 +17,7 @@ from airflow_provider_neptune.emulator import nql, search
 from airflow_provider_neptune.emulator.app import EmulatorApp
 from airflow_provider_neptune.emulator.fields import plain_value
 from airflow_provider_neptune.emulator.storage import RunRow
-from tests.unit.emulator.conftest import QUERIES
+from tests.helpers.emulator_queries import QUERIES
 
 BASE = "http://127.0.0.1:5050"
 LB = "/api/leaderboard/v1/leaderboard"

@@ -13,7 +13,7 @@ from airflow_provider_neptune.emulator.app import EmulatorApp
 from airflow_provider_neptune.emulator.fields import plain_value
 from airflow_provider_neptune.emulator.storage import RunRow
 from airflow_provider_neptune.emulator.web import queries
-from tests.unit.emulator.conftest import QUERIES
+from tests.helpers.emulator_queries import QUERIES
 
 
 def _reference(app: EmulatorApp, query_text: str, sort: str, descending: bool) -> list[str]:
