@@ -45,6 +45,7 @@ TITLES: dict[str, str] = {
     "emulator_capacity": "6. Emulator capacity",
     "web_view": "7. Web view render time",
     "metric_file_memory": "8. Metric file memory",
+    "emulator_scale": "9. Emulator CPU per request as data grows",
 }
 #: Run only when named with --only: they start whole Airflow stacks and take minutes.
 OPT_IN = frozenset({"throttling_celery"})

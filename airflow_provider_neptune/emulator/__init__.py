@@ -33,6 +33,9 @@ Run it with `python -m airflow_provider_neptune.emulator` (see --help), from Pyt
   answer 413; uploads stream to disk.
   Values that cannot be stored safely (a datetime outside years 1..9999, a float series whose sum
   would overflow a double) are refused per operation, so every stored run stays readable.
+- Data at scale: searches and the web runs table run in SQLite (search.py), so a route's cost does
+  not grow with the runs stored. The data directory records its schema version in `meta`; an older
+  directory is migrated forward on open, a newer one is refused.
 """
 
 from airflow_provider_neptune.emulator.process import EmulatorStartError, NeptuneEmulator

@@ -23,6 +23,7 @@ from pathlib import Path
 import uvicorn
 
 from airflow_provider_neptune.emulator.app import DEFAULT_MAX_BODY_BYTES, EmulatorApp, EmulatorConfig
+from airflow_provider_neptune.emulator.errors import DataDirectoryError
 
 DEFAULT_PROJECT = "airflow/sandbox"
 MIB = 1024 * 1024
@@ -253,23 +254,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         sock.listen(2048)
         port = sock.getsockname()[1]
         public_url = (args.public_url or _display_url(args.host, port, scheme)).rstrip("/")
-        app = EmulatorApp(
-            EmulatorConfig(
-                data_dir=data_dir,
-                projects=projects,
-                rate_limit=args.rate_limit,
-                fault_rate=args.fault_rate,
-                seed=args.seed,
-                latency_ms=args.latency_ms,
-                state_timeout=args.state_timeout,
-                multipart_threshold=args.multipart_threshold,
-                multipart_chunk=args.multipart_chunk,
-                owner=args.owner,
-                api_key=args.api_key,
-                max_body_bytes=args.max_body_bytes,
-                open_control=args.open,
+        try:
+            app = EmulatorApp(
+                EmulatorConfig(
+                    data_dir=data_dir,
+                    projects=projects,
+                    rate_limit=args.rate_limit,
+                    fault_rate=args.fault_rate,
+                    seed=args.seed,
+                    latency_ms=args.latency_ms,
+                    state_timeout=args.state_timeout,
+                    multipart_threshold=args.multipart_threshold,
+                    multipart_chunk=args.multipart_chunk,
+                    owner=args.owner,
+                    api_key=args.api_key,
+                    max_body_bytes=args.max_body_bytes,
+                    open_control=args.open,
+                )
             )
-        )
+        except DataDirectoryError as exc:
+            print(f"--data-dir: {exc}", file=sys.stderr)
+            return 1
         config = uvicorn.Config(
             app,
             log_level=args.log_level,

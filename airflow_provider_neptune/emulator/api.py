@@ -22,7 +22,7 @@ from urllib.parse import quote
 from starlette.responses import FileResponse, Response
 from starlette.responses import JSONResponse as _StarletteJSONResponse
 
-from airflow_provider_neptune.emulator import nql
+from airflow_provider_neptune.emulator import nql, search
 from airflow_provider_neptune.emulator.artifacts import (
     ARTIFACT_API_VERSION,
     artifact_size,
@@ -31,19 +31,19 @@ from airflow_provider_neptune.emulator.artifacts import (
 )
 from airflow_provider_neptune.emulator.artifacts import artifact_hash as artifact_hash_of
 from airflow_provider_neptune.emulator.clock import iso_ms
+from airflow_provider_neptune.emulator.errors import EmulatorError, MetadataError, NQLSyntaxError
 from airflow_provider_neptune.emulator.fields import (
     attribute_dto,
     merged_fields,
     plain_value,
     project_fields,
     properties,
+    shown_fields,
 )
 from airflow_provider_neptune.emulator.management import ManagementApi
 from airflow_provider_neptune.emulator.operations import normalize_sub_path, operation_type_error
 from airflow_provider_neptune.emulator.storage import (
     Attr,
-    EmulatorError,
-    MetadataError,
     ProjectRow,
     RunRow,
     Storage,
@@ -51,6 +51,8 @@ from airflow_provider_neptune.emulator.storage import (
 
 MIN_CLIENT_VERSION = "1.0.0"
 MAX_CLIENT_VERSION = "1.999.0"
+# Every kind of metadata container a project holds (a project itself is one too).
+RUN_KINDS = ("run", "model", "modelVersion", "project")
 SYSTEM_COLUMNS = (
     ("sys/creation_time", "datetime"),
     ("sys/modification_time", "datetime"),
@@ -319,18 +321,25 @@ class NeptuneApi(ManagementApi):
             "customId": run.custom_id,
         }
 
-    def fields_of(self, run: RunRow, stored: list[Attr] | None = None) -> dict[str, Attr]:
-        """All fields of a run (stored, defaults and server-owned sys fields)."""
+    def fields_of(
+        self, run: RunRow, stored: list[Attr] | None = None, *, with_size: bool = True
+    ) -> dict[str, Attr]:
+        """All fields of a run (stored, defaults and server-owned sys fields).
+
+        with_size=False skips measuring the run's files and shows sys/size as 0: for callers that do not
+        look at sys/size.
+        """
         if stored is None:
             stored = self.storage.attributes(run.id)
+        size = self.storage.run_size(run.id) if with_size else 0
         if run.type == "project":
             project = self._project(run.id)
-            fields = project_fields(run, project.name, stored, self.storage.run_size(run.id))
+            fields = project_fields(run, project.name, stored, size)
             visibility = self.project_info(project)["visibility"]
             fields["sys/visibility"] = Attr("sys/visibility", "string", {"v": visibility})
             return fields
         state = self.storage.run_state(run, self.settings.state_timeout)
-        return merged_fields(run, stored, state, self.storage.run_size(run.id))
+        return merged_fields(run, stored, state, size)
 
     def _fileset_size(self, run: RunRow) -> Any:
         return lambda path: sum(int(e["size"]) for e in self.storage.fileset_entries(run.id, path))
@@ -407,7 +416,7 @@ class NeptuneApi(ManagementApi):
         ]
         if not projects:
             raise _not_found(f"Workspace {call.arg('organizationIdentifier')}", "WORKSPACE_NOT_FOUND")
-        used = sum(self.storage.run_size(r.id) for p in projects for r in self.storage.runs_of(p.id))
+        used = self.storage.stored_bytes([p.id for p in projects])
         return JSONResponse(
             {
                 "storageBytesAvailable": max(STORAGE_LIMIT - used, 0),
@@ -868,38 +877,102 @@ class NeptuneApi(ManagementApi):
         )
 
     # ----- runs table ---------------------------------------------------------------------------
-    def _table(self, project: ProjectRow, kinds: list[str]) -> list[tuple[RunRow, dict[str, Attr]]]:
-        runs = self.storage.runs_of(project.id, kinds or None)
-        stored = self.storage.attributes_of_project(project.id)
-        return [(run, self.fields_of(run, stored.get(run.id, []))) for run in runs]
+    def _candidates(
+        self,
+        project: ProjectRow,
+        kinds: list[str],
+        where: search.Where,
+        order: str,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[RunRow]:
+        """Runs of the project (of `kinds`, or of every kind but the project) that `where` lets through."""
+        base, args = self._base(project, kinds)
+        sql = f"SELECT r.* FROM runs AS r WHERE {base} AND ({where.sql}) ORDER BY {order}"
+        args += where.args
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args += (limit, offset)
+        return [self.storage.run_row(row) for row in self.storage.rows(sql, args)]
+
+    @staticmethod
+    def _base(project: ProjectRow, kinds: list[str]) -> tuple[str, tuple[Any, ...]]:
+        if kinds:
+            return f"r.project_id = ? AND r.type IN ({', '.join('?' * len(kinds))})", (project.id, *kinds)
+        return "r.project_id = ? AND r.type <> 'project'", (project.id,)
+
+    def _stored(self, run_ids: list[str], paths: list[str] | None) -> dict[str, list[Attr]]:
+        """Stored fields of some runs (only `paths` of them when given), by run id."""
+        out: dict[str, list[Attr]] = {}
+        for attr_run, attr in self.storage.attributes_of_runs(run_ids, paths):
+            out.setdefault(attr_run, []).append(attr)
+        return out
 
     def searchLeaderboardEntries(self, call: Call) -> Response:
-        """The runs table: NQL filter, sorting, paging and column selection."""
+        """The runs table: NQL filter, sorting, paging and column selection.
+
+        The filter, sort and page run in SQLite when the query compiles to SQL exactly (search.py);
+        otherwise SQL narrows the runs and the rest of the query is checked in Python over those. Only
+        the fields the query, the sort and the requested columns name are read.
+        """
         project = self._project(call.need("projectIdentifier"))
+        kinds = call.query.get("type", [])
         params = _expect(call.json() or {}, dict, "params", "an object")
         query_text = _optional_object(params, "query", "params").get("query") or ""
         _expect(query_text, str, "params.query.query", "a string")
         try:
             query = nql.parse(query_text)
-        except (nql.NQLSyntaxError, RecursionError) as exc:
+        except (NQLSyntaxError, RecursionError) as exc:
             raise EmulatorError(400, "Syntax error", "SYNTAX_ERROR") from exc
-        rows = [
-            (run, fields)
-            for run, fields in self._table(project, call.query.get("type", []))
-            if nql.matches(query, {p: (a.type, plain_value(a)) for p, a in fields.items()})
-        ]
         sorting = _optional_object(params, "sorting", "params")
         sort_by = _optional_object(sorting, "sortBy", "params.sorting").get("name") or "sys/creation_time"
         _expect(sort_by, str, "params.sorting.sortBy.name", "a string")
         descending = sorting.get("dir", "descending") == "descending"
-        rows = _sorted(rows, sort_by, descending)
         page = _optional_object(params, "pagination", "params")
         offset = _count(page.get("offset"), "params.pagination.offset", 0)
         limit = _count(page.get("limit"), "params.pagination.limit", 100)
         filters = _expect(params.get("attributeFilters") or [], list, "params.attributeFilters", "a list")
         columns = [f["path"] for f in filters if isinstance(f, dict) and isinstance(f.get("path"), str)]
+        try:
+            where = search.narrowing(query)
+        except RecursionError as exc:
+            raise EmulatorError(400, "Syntax error", "SYNTAX_ERROR") from exc
+        direction = "DESC" if descending else "ASC"
+        creation = f"r.created_ms {direction}, r.seq {direction}, r.rowid"
+        if where.exact and sort_by in search.SQL_SORT_COLUMNS:
+            base, args = self._base(project, kinds)
+            total = self.storage.rows(
+                f"SELECT COUNT(*) FROM runs AS r WHERE {base} AND ({where.sql})", args + where.args
+            )[0][0]
+            order = f"{search.SQL_SORT_COLUMNS[sort_by]} {direction}, {creation}"
+            page_runs = self._candidates(project, kinds, where, order, limit, offset)
+        elif where.exact and not sort_by.startswith("sys/"):
+            # SQL decided the filter; sorting by a stored field reads only that field's value.
+            base, args = self._base(project, kinds)
+            keys = search.sort_keys(self.storage, f"{base} AND ({where.sql})", args + where.args, sort_by)
+            total = len(keys)
+            ids = search.ordered_ids(keys, descending, web=False)[offset : offset + limit]
+            page_runs = self.storage.runs_by_id(ids)
+        else:
+            runs = self._candidates(project, kinds, where, "r.created_ms, r.seq, r.rowid")
+            needed = sorted(search.paths_of(query) | {sort_by})
+            stored = self._stored([r.id for r in runs], needed)
+            with_size = "sys/size" in needed
+            rows = [(run, self.fields_of(run, stored.get(run.id, []), with_size=with_size)) for run in runs]
+            if not where.exact:
+                rows = [
+                    (run, fields)
+                    for run, fields in rows
+                    if nql.matches(query, {p: (a.type, plain_value(a)) for p, a in fields.items()})
+                ]
+            total = len(rows)
+            page_runs = [run for run, _ in _sorted(rows, sort_by, descending)[offset : offset + limit]]
+        shown = self._stored([r.id for r in page_runs], columns or None)
         entries = []
-        for run, fields in rows[offset : offset + limit]:
+        for run in page_runs:
+            fields = self.fields_of(
+                run, shown.get(run.id, []), with_size=not columns or "sys/size" in columns
+            )
             selected = [fields[c] for c in columns if c in fields] if columns else list(fields.values())
             sizes = self._fileset_size(run)
             entries.append(
@@ -911,19 +984,25 @@ class NeptuneApi(ManagementApi):
                     "attributes": [attribute_dto(a, sizes) for a in sorted(selected, key=lambda a: a.path)],
                 }
             )
-        return JSONResponse({"matchingItemCount": len(rows), "totalGroupCount": 0, "entries": entries})
+        return JSONResponse({"matchingItemCount": total, "totalGroupCount": 0, "entries": entries})
 
     def searchLeaderboardAttributes(self, call: Call) -> Response:
-        """Column names and types present in a project (for sorting)."""
+        """Column names and types present in a project (for sorting).
+
+        Read from the catalog of columns the project's runs have had (confirmed against `attrs`) plus the
+        fields every run of a kind shows, instead of from every field of every run.
+        """
         project = self._project(call.need("projectIdentifier"))
-        search = call.arg("search") or ""
+        search_text = call.arg("search") or ""
+        kinds = call.query.get("type", []) or [k for k in RUN_KINDS if k != "project"]
         # The system columns exist even in an empty project (the client sorts by sys/creation_time).
-        seen = {(name, kind): None for name, kind in SYSTEM_COLUMNS if search in name}
-        for _, fields in self._table(project, call.query.get("type", [])):
-            for attr in fields.values():
-                if search in attr.path:
-                    seen[(attr.path, attr.type)] = None
-        return JSONResponse({"entries": [{"name": n, "type": t} for n, t in sorted(seen)]})
+        seen = {(name, kind): None for name, kind in SYSTEM_COLUMNS}
+        for kind, has_custom, has_parent in self.storage.kinds_present(project.id, kinds):
+            seen.update(dict.fromkeys((a.path, a.type) for a in shown_fields(kind, has_custom, has_parent)))
+        for path, kind in self.storage.columns_of(project.id, kinds, search_text):
+            seen[(path, kind)] = None
+        entries = [{"name": n, "type": t} for n, t in sorted(seen) if search_text in n]
+        return JSONResponse({"entries": entries})
 
 
 def _git_info(value: Any) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from airflow_provider_neptune.emulator.storage import EmulatorError
+from airflow_provider_neptune.emulator.errors import EmulatorError
 
 JSON = dict[str, Any]
 MAX_FILES = 100_000

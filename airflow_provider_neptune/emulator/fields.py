@@ -87,6 +87,34 @@ def merged_fields(run: RunRow, stored: list[Attr], state: str, size: int) -> dic
     return out
 
 
+def shown_fields(kind: str, has_custom: bool, has_parent: bool) -> list[Attr]:
+    """The fields besides stored ones that a run of `kind` shows (with a custom id / parent when asked).
+
+    What lists columns (searchLeaderboardAttributes, the web view's column picker) needs from every
+    run of a kind without building each run's fields.
+    """
+    sample = RunRow(
+        id="",
+        project_id="",
+        seq=0,
+        short_id="",
+        type=kind,
+        custom_id="x" if has_custom else None,
+        model_key=None,
+        parent_id="x" if has_parent else None,
+        owner="",
+        created_ms=0,
+        modified_ms=0,
+        ping_ms=0,
+        trashed=False,
+    )
+    if kind == "project":
+        fields = project_fields(sample, "", [], 0)
+        fields["sys/visibility"] = Attr("sys/visibility", "string", {"v": ""})
+        return list(fields.values())
+    return list(merged_fields(sample, [], "idle", 0).values())
+
+
 def properties(attr: Attr, fileset_size: Callable[[str], int] | None = None) -> dict[str, Any]:
     """The `<type>Properties` object of a field."""
     base: dict[str, Any] = {"attributeName": attr.path, "attributeType": attr.type}

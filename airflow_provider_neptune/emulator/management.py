@@ -15,7 +15,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from airflow_provider_neptune.emulator.storage import EmulatorError, ProjectRow, Storage
+from airflow_provider_neptune.emulator.errors import EmulatorError
+from airflow_provider_neptune.emulator.storage import ProjectRow, Storage
 
 PROJECT_ROLES = ("viewer", "member", "manager")
 VISIBILITIES = ("priv", "pub", "workspace")

@@ -16,6 +16,8 @@ from typing import Any
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import LarkError
 
+from airflow_provider_neptune.emulator.errors import NQLSyntaxError
+
 GRAMMAR = r"""
 start: expr?
 ?expr: and_expr
@@ -48,10 +50,6 @@ NAME: /[A-Za-z0-9_][A-Za-z0-9_\/\-.+]*/
 %import common.WS
 %ignore WS
 """
-
-
-class NQLSyntaxError(ValueError):
-    """The query is not valid NQL (the server answers 400 "Syntax error")."""
 
 
 @dataclass(frozen=True)

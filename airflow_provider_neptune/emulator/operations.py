@@ -13,6 +13,7 @@ import sqlite3
 from typing import Any
 
 from airflow_provider_neptune.emulator.clock import MAX_MS, MIN_MS, iso_ms, now_ms
+from airflow_provider_neptune.emulator.errors import OperationError, StoredButRejected
 
 # sys/* fields the server owns: writes to them are rejected like on a real server.
 READ_ONLY_SYS = frozenset(
@@ -65,10 +66,6 @@ def normalize_sub_path(name: str) -> str:
     if any(p == ".." for p in parts):
         return ""
     return "/".join(parts)
-
-
-class OperationError(Exception):
-    """One rejected operation (reported in the executeOperations response)."""
 
 
 SERIES_OPERATIONS = ("logFloats", "logStrings", "logImages")
@@ -371,11 +368,3 @@ def _log(db: sqlite3.Connection, run_id: str, path: str, kind: str, entries: lis
             len(rows),
         )
     return len(rows)
-
-
-class StoredButRejected(OperationError):
-    """Some points were stored, others rejected for their step."""
-
-    def __init__(self, message: str, stored: int) -> None:
-        super().__init__(message)
-        self.stored = stored

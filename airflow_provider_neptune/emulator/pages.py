@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, quote, urlencode
 
 from starlette.responses import FileResponse, HTMLResponse, Response
 
-from airflow_provider_neptune.emulator import nql
 from airflow_provider_neptune.emulator.clock import iso_ms
+from airflow_provider_neptune.emulator.errors import NQLSyntaxError, PageError
 from airflow_provider_neptune.emulator.storage import Attr, ProjectRow, RunRow
 from airflow_provider_neptune.emulator.web import charts, queries
 
@@ -39,10 +39,6 @@ MAX_COMPARE_RUNS = len(charts.PALETTE)
 def _e(value: object) -> str:
     """Escape any value for HTML text and quoted attributes."""
     return escape(str(value), quote=True)
-
-
-class PageError(Exception):
-    """A bad request parameter: answered with a 400 page naming the parameter."""
 
 
 def _doc(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -231,13 +227,18 @@ class WebView:
     def runs_table(self, project: ProjectRow, params: dict[str, list[str]]) -> HTMLResponse:
         """The project's runs: base and chosen columns, sorting, NQL/tag/state filters, paging."""
         request = self.table_query(params)
-        rows = queries.project_rows(self.storage, project, self.state_timeout)
         error = ""
         try:
-            page = queries.select(rows, request)
-        except nql.NQLSyntaxError as exc:
+            page = queries.table_page(self.storage, project, request, self.state_timeout)
+        except NQLSyntaxError as exc:
             error = f"The filter is not valid NQL ({exc}); showing no runs."
-            page = queries.TablePage(rows=[], matching=0, total=len(rows), pages=1)
+            page = queries.TablePage(
+                rows=[],
+                matching=0,
+                total=queries.run_count(self.storage, project),
+                pages=1,
+                field_paths=queries.field_paths(self.storage, project),
+            )
         keep = {
             "q": request.nql_text,
             "tag": request.tag,

@@ -2,7 +2,8 @@
 
 One connection guarded by one lock serialises every read and write, which is plenty for a test
 server and keeps each request's operations atomic. Uploaded file contents live in `blobs/` under
-random names; multipart parts live in `uploads/<id>/` until the upload finishes.
+random names; multipart parts live in `uploads/<id>/` until the upload finishes. The layout is
+versioned (SCHEMA_VERSION, kept in `meta`) and migrated forward when an older directory is opened.
 """
 
 from __future__ import annotations
@@ -24,10 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_neptune.emulator.clock import now_ms
-from airflow_provider_neptune.emulator.operations import (
-    READ_ONLY_SYS,
+from airflow_provider_neptune.emulator.errors import (
+    DataDirectoryError,
+    EmulatorError,
+    MetadataError,
     OperationError,
     StoredButRejected,
+)
+from airflow_provider_neptune.emulator.operations import (
+    READ_ONLY_SYS,
     apply_operation,
     blobs_of,
     check_type,
@@ -65,26 +71,79 @@ CREATE TABLE IF NOT EXISTS artifacts (
     PRIMARY KEY (project_id, hash));
 """
 
+# The version of the layout below; a data directory records the one it was written with in `meta`.
+SCHEMA_VERSION = 2
+SCHEMA_VERSION_KEY = "schema_version"
 
-class EmulatorError(Exception):
-    """A request-level error: HTTP status, Neptune errorType and a message."""
+# Version 2: what searches need to stay flat as a project grows. Indexes for the runs table's order,
+# model versions and "runs having field X"; the members of every string set (sys/tags) by value; and a
+# catalog of the (path, type) columns each project's runs have ever had (searchLeaderboardAttributes).
+# Triggers keep both up to date whoever writes `attrs`; the catalog may hold columns whose last field
+# was deleted, so readers confirm an entry before they show it.
+SCHEMA_V2 = """
+CREATE INDEX IF NOT EXISTS runs_order ON runs (project_id, created_ms, seq);
+CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_id);
+CREATE INDEX IF NOT EXISTS runs_kind ON runs (project_id, type, custom_id);
+CREATE INDEX IF NOT EXISTS runs_trashed ON runs (project_id, type, trashed);
+CREATE INDEX IF NOT EXISTS attrs_path ON attrs (path, type);
+CREATE TABLE IF NOT EXISTS set_members (
+    run_id TEXT NOT NULL, path TEXT NOT NULL, member TEXT NOT NULL, PRIMARY KEY (run_id, path, member));
+CREATE INDEX IF NOT EXISTS set_members_member ON set_members (path, member);
+CREATE TABLE IF NOT EXISTS columns_seen (
+    project_id TEXT NOT NULL, run_type TEXT NOT NULL, path TEXT NOT NULL, type TEXT NOT NULL,
+    PRIMARY KEY (project_id, run_type, path, type));
+CREATE TRIGGER IF NOT EXISTS attrs_index_insert AFTER INSERT ON attrs
+BEGIN
+    DELETE FROM set_members WHERE run_id = NEW.run_id AND path = NEW.path;
+    INSERT OR IGNORE INTO set_members (run_id, path, member)
+        SELECT NEW.run_id, NEW.path, j.value
+        FROM json_each(CASE WHEN NEW.type = 'stringSet' THEN NEW.value ELSE '{}' END, '$.v') AS j;
+    INSERT OR IGNORE INTO columns_seen (project_id, run_type, path, type)
+        SELECT project_id, type, NEW.path, NEW.type FROM runs WHERE id = NEW.run_id;
+END;
+CREATE TRIGGER IF NOT EXISTS attrs_index_update AFTER UPDATE ON attrs
+BEGIN
+    DELETE FROM set_members WHERE run_id = OLD.run_id AND path = OLD.path;
+    INSERT OR IGNORE INTO set_members (run_id, path, member)
+        SELECT NEW.run_id, NEW.path, j.value
+        FROM json_each(CASE WHEN NEW.type = 'stringSet' THEN NEW.value ELSE '{}' END, '$.v') AS j;
+    INSERT OR IGNORE INTO columns_seen (project_id, run_type, path, type)
+        SELECT project_id, type, NEW.path, NEW.type FROM runs WHERE id = NEW.run_id;
+END;
+CREATE TRIGGER IF NOT EXISTS attrs_index_delete AFTER DELETE ON attrs WHEN OLD.type = 'stringSet'
+BEGIN
+    DELETE FROM set_members WHERE run_id = OLD.run_id AND path = OLD.path;
+END;
+"""
 
-    def __init__(self, status: int, message: str, error_type: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.error_type = error_type
+# Fixed planner statistics (sqlite_stat1: rows, then rows per distinct value of each index prefix) for
+# a large project, so SQLite picks the selective index (custom id, tag member) over one that merely
+# avoids a sort, whatever the data holds yet. Measured statistics (ANALYZE) would describe a store
+# while it is still small and steer the same searches to full scans once it has grown.
+PLANNER_STATS: dict[str, tuple[str, str]] = {
+    "sqlite_autoindex_runs_1": ("runs", "100000 1"),
+    "sqlite_autoindex_runs_2": ("runs", "100000 10000 1"),
+    "runs_custom": ("runs", "100000 10000 1"),
+    "runs_kind": ("runs", "100000 10000 10000 1"),
+    "runs_order": ("runs", "100000 10000 1 1"),
+    "runs_trashed": ("runs", "100000 10000 10000 10000"),
+    "runs_parent": ("runs", "100000 100"),
+    "sqlite_autoindex_attrs_1": ("attrs", "2000000 20 1"),
+    "attrs_path": ("attrs", "2000000 10000 10000"),
+    "sqlite_autoindex_points_1": ("points", "10000000 1000 100 1"),
+    "sqlite_autoindex_set_members_1": ("set_members", "200000 2 1 1"),
+    "set_members_member": ("set_members", "200000 100000 10"),
+    "sqlite_autoindex_columns_seen_1": ("columns_seen", "10000 1000 500 1 1"),
+}
 
-
-class MetadataError(EmulatorError):
-    """A write the data model refuses (type clash, read-only field, bad path).
-
-    Upload endpoints report it in their `errors` list with status 200, as the real server does, so
-    the client logs it and drops the data instead of treating it as a failed request.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(400, message, "METADATA_INCONSISTENCY")
+# Fills version 2's tables from what a version 1 data directory already holds.
+MIGRATE_V1_TO_V2 = """
+INSERT OR IGNORE INTO set_members (run_id, path, member)
+    SELECT a.run_id, a.path, j.value FROM attrs AS a, json_each(a.value, '$.v') AS j
+    WHERE a.type = 'stringSet';
+INSERT OR IGNORE INTO columns_seen (project_id, run_type, path, type)
+    SELECT DISTINCT r.project_id, r.type, a.path, a.type FROM attrs AS a JOIN runs AS r ON r.id = a.run_id;
+"""
 
 
 @dataclass(frozen=True)
@@ -130,6 +189,20 @@ class Attr:
     value: dict[str, Any]
 
 
+def _statements(script: str) -> list[str]:
+    """The statements of a script, split where sqlite3 says one is complete (triggers hold `;`)."""
+    out: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            out.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement: {pending.strip()[:80]}")
+    return out
+
+
 def project_key_for(name: str, taken: set[str]) -> str:
     """A short upper-case key for a project name (sandbox -> SAN), unique among `taken`."""
     letters = re.sub(r"[^A-Za-z0-9]", "", name).upper() or "PRJ"
@@ -164,8 +237,47 @@ class Storage:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._migrate()
         self._live_sockets: dict[str, int] = {}
         self._closed_ms: dict[str, int] = {}
+
+    def _migrate(self) -> None:
+        """Bring the data directory's layout to SCHEMA_VERSION (a directory without a version is 1)."""
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM meta WHERE key=?", (SCHEMA_VERSION_KEY,)).fetchone()
+            version = int(row["value"]) if row else 1
+            if version > SCHEMA_VERSION:
+                raise DataDirectoryError(
+                    f"data directory {self.root} was written by a newer emulator (schema version {version},"
+                    f" this one knows up to {SCHEMA_VERSION}); use that version or a fresh directory"
+                )
+            # The layout's tables, indexes and triggers (all IF NOT EXISTS), then the data moves.
+            for statement in _statements(SCHEMA_V2):
+                db.execute(statement)
+            if version < 2:
+                for statement in _statements(MIGRATE_V1_TO_V2):
+                    db.execute(statement)
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                (SCHEMA_VERSION_KEY, str(SCHEMA_VERSION)),
+            )
+            self._set_planner_stats(db)
+        # Statistics written by hand take effect once SQLite reloads them.
+        self._db.execute("ANALYZE sqlite_schema")
+
+    @staticmethod
+    def _set_planner_stats(db: sqlite3.Connection) -> None:
+        """Write PLANNER_STATS into sqlite_stat1 (created empty by analysing a table that has no index)."""
+        if not db.execute("SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat1'").fetchone():
+            db.execute("ANALYZE meta")
+        for index, (table, stat) in PLANNER_STATS.items():
+            db.execute("DELETE FROM sqlite_stat1 WHERE idx = ?", (index,))
+            db.execute("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)", (table, index, stat))
+
+    @property
+    def schema_version(self) -> int:
+        """The layout version of the open data directory."""
+        return int(self.meta(SCHEMA_VERSION_KEY) or 1)
 
     def close(self) -> None:
         """Close the database connection."""
@@ -465,6 +577,80 @@ class Storage:
             out.setdefault(row["run_id"], []).append(Attr(row["path"], row["type"], json.loads(row["value"])))
         return out
 
+    def attributes_of_runs(
+        self, run_ids: list[str], paths: list[str] | None = None
+    ) -> list[tuple[str, Attr]]:
+        """(run id, field) for the stored fields of some runs, only those at `paths` when given, by path."""
+        out: list[tuple[str, Attr]] = []
+        path_sql = f" AND path IN ({', '.join('?' * len(paths))})" if paths else ""
+        for start in range(0, len(run_ids), 500):
+            chunk = run_ids[start : start + 500]
+            rows = self.rows(
+                f"SELECT run_id, path, type, value FROM attrs WHERE run_id IN ({', '.join('?' * len(chunk))})"
+                f"{path_sql} ORDER BY path",
+                (*chunk, *(paths or ())),
+            )
+            out += [(r["run_id"], Attr(r["path"], r["type"], json.loads(r["value"]))) for r in rows]
+        return out
+
+    def runs_by_id(self, run_ids: list[str]) -> list[RunRow]:
+        """Runs by UUID, in the order given (unknown ids left out)."""
+        found: dict[str, RunRow] = {}
+        for start in range(0, len(run_ids), 500):
+            chunk = run_ids[start : start + 500]
+            for row in self.rows(
+                f"SELECT * FROM runs WHERE id IN ({', '.join('?' * len(chunk))})", tuple(chunk)
+            ):
+                found[row["id"]] = self._run(row)
+        return [found[i] for i in run_ids if i in found]
+
+    def kinds_present(self, project_id: str, kinds: list[str]) -> list[tuple[str, bool, bool]]:
+        """(kind, any with a custom id?, any with a parent?) for each of `kinds` the project has a run of."""
+        out: list[tuple[str, bool, bool]] = []
+        with self._lock:
+            for kind in kinds:
+                if not self._db.execute(
+                    "SELECT 1 FROM runs WHERE project_id=? AND type=? LIMIT 1", (project_id, kind)
+                ).fetchone():
+                    continue
+                custom = self._db.execute(
+                    "SELECT 1 FROM runs WHERE project_id=? AND type=? AND custom_id > '' LIMIT 1",
+                    (project_id, kind),
+                ).fetchone()
+                # Only a model version shows its parent (sys/model_id); other kinds need no look.
+                parent = (
+                    kind == "modelVersion"
+                    and self._db.execute(
+                        "SELECT 1 FROM runs WHERE project_id=? AND type=? AND parent_id IS NOT NULL LIMIT 1",
+                        (project_id, kind),
+                    ).fetchone()
+                )
+                out.append((kind, custom is not None, bool(parent)))
+        return out
+
+    def columns_of(self, project_id: str, kinds: list[str], contains: str = "") -> list[tuple[str, str]]:
+        """(path, type) of the stored fields of runs of `kinds` in a project, paths containing `contains`.
+
+        Read from the columns_seen catalog; each entry is confirmed by one stored field still having it.
+        """
+        rows = self.rows(
+            "SELECT DISTINCT c.path, c.type FROM columns_seen AS c WHERE c.project_id = ?"
+            f" AND c.run_type IN ({', '.join('?' * len(kinds))}) AND instr(c.path, ?) > 0"
+            " AND EXISTS (SELECT 1 FROM attrs AS a JOIN runs AS r ON r.id = a.run_id WHERE a.path = c.path"
+            " AND a.type = c.type AND r.project_id = c.project_id AND r.type = c.run_type)",
+            (project_id, *kinds, contains),
+        )
+        return [(r["path"], r["type"]) for r in rows]
+
+    def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """Rows of a read-only query, run under the storage's lock."""
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def run_row(self, row: sqlite3.Row) -> RunRow:
+        """A RunRow from a `SELECT *` row of the runs table."""
+        return self._run(row)
+
     def attribute(self, run_id: str, path: str) -> Attr | None:
         """One stored field."""
         with self._lock:
@@ -507,6 +693,22 @@ class Storage:
             ).fetchone()[0]
             atoms = self._db.execute(
                 "SELECT value FROM attrs WHERE run_id=? AND type='file'", (run_id,)
+            ).fetchall()
+        return int(files) + sum(int(json.loads(r["value"]).get("size", 0)) for r in atoms)
+
+    def stored_bytes(self, project_ids: list[str]) -> int:
+        """Bytes of files stored for the runs (not project containers) of some projects, in SQL.
+
+        The sum of run_size over those runs, without a query per run.
+        """
+        marks = ", ".join("?" * len(project_ids))
+        runs = f"SELECT id FROM runs WHERE project_id IN ({marks}) AND type <> 'project'"
+        with self._lock:
+            files = self._db.execute(
+                f"SELECT COALESCE(SUM(size), 0) FROM filesets WHERE run_id IN ({runs})", tuple(project_ids)
+            ).fetchone()[0]
+            atoms = self._db.execute(
+                f"SELECT value FROM attrs WHERE type = 'file' AND run_id IN ({runs})", tuple(project_ids)
             ).fetchall()
         return int(files) + sum(int(json.loads(r["value"]).get("size", 0)) for r in atoms)
 

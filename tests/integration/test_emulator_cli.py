@@ -20,6 +20,7 @@ import pytest
 from airflow_provider_neptune.emulator import NeptuneEmulator
 from airflow_provider_neptune.emulator.__main__ import build_parser
 from airflow_provider_neptune.emulator.auth import api_key_of
+from airflow_provider_neptune.emulator.storage import SCHEMA_VERSION, Storage
 from airflow_provider_neptune.hooks.neptune import RUN_DEFAULTS as QUIET
 
 pytestmark = pytest.mark.integration
@@ -136,6 +137,22 @@ def test_refuses_bad_arguments_and_busy_ports() -> None:
         )
     assert taken.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in taken.stderr
+
+
+def test_refuses_a_data_directory_written_by_a_newer_emulator(tmp_path: Path) -> None:
+    store = Storage(tmp_path)
+    store.meta_set("schema_version", str(SCHEMA_VERSION + 1))
+    store.close()
+    refused = subprocess.run(
+        [sys.executable, "-m", MODULE, "--port", "0", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    assert f"--data-dir: data directory {tmp_path} was written by a newer emulator" in refused.stderr
+    assert f"schema version {SCHEMA_VERSION + 1}" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_env_fixture_points_client_and_airflow_at_the_emulator(

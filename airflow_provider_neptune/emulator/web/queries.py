@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_neptune.emulator import nql
-from airflow_provider_neptune.emulator.fields import merged_fields, plain_value
+from airflow_provider_neptune.emulator import nql, search
+from airflow_provider_neptune.emulator.fields import merged_fields, plain_value, shown_fields
 from airflow_provider_neptune.emulator.storage import Attr, ProjectRow, RunRow, Storage
 
 # Fields a checkpoint entry `<namespace>/<key>/` holds besides its file (see core/checkpoint_records).
@@ -126,13 +126,20 @@ def _sizes(storage: Storage, project_id: str) -> dict[str, int]:
     return sizes
 
 
-def project_rows(
-    storage: Storage, project: ProjectRow, state_timeout: float
+def run_count(storage: Storage, project: ProjectRow) -> int:
+    """How many runs (not models) a project holds."""
+    return int(
+        storage.rows("SELECT COUNT(*) FROM runs WHERE project_id=? AND type='run'", (project.id,))[0][0]
+    )
+
+
+def _fields(
+    storage: Storage, runs: list[RunRow], paths: list[str], state_timeout: float, sizes: dict[str, int]
 ) -> list[tuple[RunRow, dict[str, Attr]]]:
-    """Every run of a project (not models) with all its fields, as the API's runs table sees them."""
-    runs = storage.runs_of(project.id, ["run"])
-    stored = storage.attributes_of_project(project.id)
-    sizes = _sizes(storage, project.id)
+    """(run, fields) as the API's runs table sees them, with only the stored fields at `paths` read."""
+    stored: dict[str, list[Attr]] = {}
+    for run_id, attr in storage.attributes_of_runs([r.id for r in runs], paths):
+        stored.setdefault(run_id, []).append(attr)
     return [
         (
             run,
@@ -144,6 +151,14 @@ def project_rows(
     ]
 
 
+def field_paths(storage: Storage, project: ProjectRow) -> list[str]:
+    """Every field path the project's runs show (for the column picker), from the column catalog."""
+    paths = {path for path, _ in storage.columns_of(project.id, ["run"])}
+    for kind, has_custom, has_parent in storage.kinds_present(project.id, ["run"]):
+        paths |= {a.path for a in shown_fields(kind, has_custom, has_parent)}
+    return sorted(paths)
+
+
 def sort_value(fields: dict[str, Attr], path: str) -> Any:
     """The value a column sorts by: series by their last value, tags joined, missing as None."""
     attr = fields.get(path)
@@ -153,36 +168,87 @@ def sort_value(fields: dict[str, Attr], path: str) -> Any:
     return value
 
 
-def select(rows: list[tuple[RunRow, dict[str, Attr]]], request: TableQuery) -> TablePage:
-    """Filter, sort and page the rows; rows without the sort column go last in either direction."""
-    query = request.query()
-    if isinstance(query, nql.Everything):
-        matching = rows
-    else:
-        matching = [
-            (run, fields)
-            for run, fields in rows
-            if nql.matches(query, {p: (a.type, plain_value(a)) for p, a in fields.items()})
-        ]
-    keyed = [(sort_value(fields, request.sort), run, fields) for run, fields in matching]
+def _order(rows: list[tuple[RunRow, dict[str, Attr]]], request: TableQuery) -> list[RunRow]:
+    """Sort rows by the request's column; rows without it go last in either direction."""
+    keyed = [(sort_value(fields, request.sort), run) for run, fields in rows]
     present = [k for k in keyed if k[0] is not None]
-    missing = [(run, fields) for value, run, fields in keyed if value is None]
-    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v, _, _ in present)
+    missing = [run for value, run in keyed if value is None]
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v, _ in present)
     present.sort(
         key=lambda k: (k[0] if numeric else str(k[0]), k[1].created_ms, k[1].seq), reverse=request.descending
     )
-    missing.sort(key=lambda r: (r[0].created_ms, r[0].seq), reverse=request.descending)
-    ordered = [(run, fields) for _, run, fields in present] + missing
-    pages = max(1, math.ceil(len(ordered) / request.size))
-    page = min(max(request.page, 1), pages)
-    start = (page - 1) * request.size
-    paths = sorted({p for _, fields in rows for p in fields})
+    missing.sort(key=lambda r: (r.created_ms, r.seq), reverse=request.descending)
+    return [run for _, run in present] + missing
+
+
+def table_page(storage: Storage, project: ProjectRow, request: TableQuery, state_timeout: float) -> TablePage:
+    """Filter, sort and page the project's runs (raises NQLSyntaxError for a bad filter).
+
+    The filter runs in SQLite as far as search.narrowing compiles it; when it compiles exactly and the
+    sort column is a runs column, counting, sorting and paging do too and only the page's fields are
+    read. Otherwise the rest of the filter and the sort run in Python over the runs SQL let through,
+    reading only the fields they name.
+    """
+    query = request.query()
+    where = search.narrowing(query)
+    base = "r.project_id = ? AND r.type = 'run'"
+    args = (project.id, *where.args)
+    direction = "DESC" if request.descending else "ASC"
+    order = f"r.created_ms {direction}, r.seq {direction}, r.rowid"
+    needed = sorted(search.paths_of(query) | {request.sort})
+    sizes = _sizes(storage, project.id) if "sys/size" in needed else {}
+    if where.exact and request.sort in search.SQL_SORT_COLUMNS:
+        matching = int(
+            storage.rows(f"SELECT COUNT(*) FROM runs AS r WHERE {base} AND ({where.sql})", args)[0][0]
+        )
+        pages = max(1, math.ceil(matching / request.size))
+        page = min(max(request.page, 1), pages)
+        chosen = [
+            storage.run_row(row)
+            for row in storage.rows(
+                f"SELECT r.* FROM runs AS r WHERE {base} AND ({where.sql})"
+                f" ORDER BY {search.SQL_SORT_COLUMNS[request.sort]} {direction}, {order} LIMIT ? OFFSET ?",
+                (*args, request.size, (page - 1) * request.size),
+            )
+        ]
+    elif where.exact and not request.sort.startswith("sys/"):
+        # SQL decided the filter; sorting by a stored field reads only that field's value.
+        keys = search.sort_keys(storage, f"{base} AND ({where.sql})", args, request.sort)
+        matching = len(keys)
+        pages = max(1, math.ceil(matching / request.size))
+        page = min(max(request.page, 1), pages)
+        ids = search.ordered_ids(keys, request.descending, web=True)
+        chosen = storage.runs_by_id(ids[(page - 1) * request.size : page * request.size])
+    else:
+        runs = [
+            storage.run_row(row)
+            for row in storage.rows(
+                f"SELECT r.* FROM runs AS r WHERE {base} AND ({where.sql})"
+                " ORDER BY r.created_ms, r.seq, r.rowid",
+                args,
+            )
+        ]
+        rows = _fields(storage, runs, needed, state_timeout, sizes)
+        if not where.exact:
+            rows = [
+                (run, fields)
+                for run, fields in rows
+                if nql.matches(query, {p: (a.type, plain_value(a)) for p, a in fields.items()})
+            ]
+        ordered = _order(rows, request)
+        matching = len(ordered)
+        pages = max(1, math.ceil(matching / request.size))
+        page = min(max(request.page, 1), pages)
+        chosen = ordered[(page - 1) * request.size : page * request.size]
+    shown = sorted({path for path, _ in BASE_COLUMNS} | set(request.columns))
+    if "sys/size" in shown and not sizes:
+        sizes = _sizes(storage, project.id)
     return TablePage(
-        rows=ordered[start : start + request.size],
-        matching=len(ordered),
-        total=len(rows),
+        rows=_fields(storage, chosen, shown, state_timeout, sizes),
+        matching=matching,
+        total=run_count(storage, project),
         pages=pages,
-        field_paths=paths,
+        field_paths=field_paths(storage, project),
     )
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_neptune.emulator.storage import EmulatorError, ProjectRow, RunRow, Storage
+from airflow_provider_neptune.emulator.errors import DataDirectoryError, EmulatorError
+from airflow_provider_neptune.emulator.storage import SCHEMA_VERSION, ProjectRow, RunRow, Storage
 
 
 @pytest.fixture
@@ -230,3 +231,44 @@ def test_state_survives_reopening(tmp_path: Path) -> None:
     assert attr is not None
     assert attr.value["v"] == 7
     second.close()
+
+
+def test_stored_bytes_counts_files_and_file_sets_of_runs_not_of_the_project(
+    storage: Storage, project: ProjectRow, run: RunRow
+) -> None:
+    other, _ = storage.create_run(project, custom_id="other")
+    storage.set_file(run, "model/weights", "bin", b"x" * 10)
+    storage.set_file(run, "model/weights", "bin", b"x" * 7)  # replaces the 10 bytes
+    storage.add_fileset_files(other, "data/files", {"a": b"y" * 3, "b/c": b"z" * 5}, reset=False)
+    container = storage.find_run(project.id)
+    assert container is not None
+    storage.set_file(container, "project/readme", "txt", b"p" * 100)  # a project's own file: not a run's
+    elsewhere = storage.ensure_project("ws/elsewhere")
+    far, _ = storage.create_run(elsewhere)
+    storage.set_file(far, "f", "bin", b"q" * 1000)
+    assert storage.stored_bytes([project.id]) == 7 + 3 + 5
+    assert storage.stored_bytes([project.id, elsewhere.id]) == 7 + 3 + 5 + 1000
+
+
+def test_a_data_directory_from_a_newer_emulator_is_refused_naming_both_versions(tmp_path: Path) -> None:
+    store = Storage(tmp_path / "data")
+    assert store.schema_version == SCHEMA_VERSION
+    store.meta_set("schema_version", str(SCHEMA_VERSION + 1))
+    store.close()
+    with pytest.raises(
+        DataDirectoryError, match=rf"schema version {SCHEMA_VERSION + 1}.*up to {SCHEMA_VERSION}"
+    ):
+        Storage(tmp_path / "data")
+
+
+def test_reopening_keeps_the_version_and_the_indexes_answer_tag_searches(tmp_path: Path) -> None:
+    store = Storage(tmp_path / "data")
+    project = store.ensure_project("ws/proj")
+    run, _ = store.create_run(project)
+    assert store.execute_operations(run, [{"path": "sys/tags", "insertStrings": {"values": ["t"]}}])[0] == []
+    store.close()
+    reopened = Storage(tmp_path / "data")
+    assert reopened.schema_version == SCHEMA_VERSION
+    members = reopened.rows("SELECT run_id, path, member FROM set_members")
+    assert [tuple(m) for m in members] == [(run.id, "sys/tags", "t")]
+    reopened.close()

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_neptune.emulator import nql
+from airflow_provider_neptune.emulator.errors import NQLSyntaxError
 
 ROW: dict[str, tuple[str, Any]] = {
     "sys/id": ("string", "SAN-3"),
@@ -59,7 +60,7 @@ def test_operators_and_types(query: str, expected: bool) -> None:
 
 @pytest.mark.parametrize("query", ["(acc:float >", "acc:float > 1 AND", "((acc:float > 1)", "acc:float = "])
 def test_syntax_errors(query: str) -> None:
-    with pytest.raises(nql.NQLSyntaxError):
+    with pytest.raises(NQLSyntaxError):
         nql.parse(query)
 
 

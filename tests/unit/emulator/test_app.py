@@ -221,3 +221,15 @@ def test_plugin_imports_neither_airflow_nor_neptune() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_stats_report_the_process_cpu_time_spent_on_requests(client: TestClient, control: TestClient) -> None:
+    first = control.get("/_emulator/stats").json()
+    before = first["process_cpu_seconds"]
+    assert isinstance(before, float)
+    assert before > 0
+    for _ in range(20):
+        client.get("/api/backend/v1/clients/config")  # answered (401 without a token) all the same
+    second = control.get("/_emulator/stats").json()
+    assert second["requests_total"] == first["requests_total"] + 20
+    assert second["process_cpu_seconds"] > before
