@@ -114,3 +114,14 @@ class FakeHook:
 
     def close(self) -> None:
         self.closed += 1
+
+
+def hook_with_run(points: list[tuple[float, float]] | None = None, **fields: Any) -> FakeHook:
+    """A FakeHook holding run SAN-1 with series val/acc = ``points`` and the given fields (a__b = a/b)."""
+    hook = FakeHook()
+    if points is not None:
+        hook.series["SAN-1"] = {"val/acc": points}
+    run_fields = {k.replace("__", "/"): v for k, v in fields.items()}
+    state = run_fields.pop("sys/state", None)
+    hook.fields["SAN-1"] = {"sys/id": "SAN-1", "sys": {"id": "SAN-1", "state": state}, **run_fields}
+    return hook

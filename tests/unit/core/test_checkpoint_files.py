@@ -94,3 +94,17 @@ def test_absolute_and_relative_patterns_use_the_same_base(
         tree["base"].resolve() / "a.pt",
         tree["base"].resolve() / "sub" / "b.pt",
     ]
+
+
+def test_resolve_files_single_glob_and_missing(tmp_path: Path) -> None:
+    for name in ("b.pt", "a.pt", "c.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "d.pt").write_bytes(b"y")
+    assert resolve_files(str(tmp_path / "a.pt")) == [tmp_path / "a.pt"]
+    assert resolve_files(str(tmp_path / "*.pt")) == [tmp_path / "a.pt", tmp_path / "b.pt"]
+    assert resolve_files(str(tmp_path / "**" / "*.pt"))[-1] == tmp_path / "sub" / "d.pt"
+    with pytest.raises(FileNotFoundError, match="no file matches"):
+        resolve_files(str(tmp_path / "*.bin"))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        resolve_files(str(tmp_path / "sub"))

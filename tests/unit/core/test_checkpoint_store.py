@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 
 from airflow_provider_neptune.core.checkpoint_records import RECORD_MARKER, checkpoints_from_fields
-from airflow_provider_neptune.core.checkpoint_store import deletion_edits
+from airflow_provider_neptune.core.checkpoint_store import (
+    HashingReader,
+    deletion_edits,
+    file_digest,
+    file_extension,
+)
 
 SHA = "ab" * 32
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)
@@ -65,3 +73,17 @@ def test_remnant_without_file_loses_only_what_it_still_has() -> None:
         ("ns/half/sha256", None),
         ("ns/half/record", None),
     ]
+
+
+def test_digest_and_hashing_reader_agree(tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    path = tmp_path / "model.ckpt"
+    path.write_bytes(data)
+    assert file_digest(path) == (hashlib.sha256(data).hexdigest(), len(data))
+    reader = HashingReader(path)
+    copied = b"".join(iter(lambda: reader.read(8192), b""))
+    reader.close()
+    assert copied == data
+    assert reader.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert file_extension(path) == "ckpt"
+    assert file_extension(tmp_path / "noext") == "bin"

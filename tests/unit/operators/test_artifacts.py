@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,69 +10,12 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_neptune.core.checkpoint_files import resolve_files
-from airflow_provider_neptune.core.checkpoint_store import HashingReader, file_digest, file_extension
-from airflow_provider_neptune.core.rendered_values import (
-    as_bool,
-    as_optional_float,
-    as_optional_int,
-    as_optional_str,
-)
 from airflow_provider_neptune.operators.artifacts import (
     NeptuneArtifactRetentionOperator,
     NeptuneUploadArtifactOperator,
 )
-from airflow_provider_neptune.operators.sync import owner_pid, process_alive, resolve_data_directory
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def test_rendered_values_accept_native_and_string_forms() -> None:
-    assert as_bool("x", "True") is True
-    assert as_bool("x", " no ") is False
-    assert as_bool("x", False) is False
-    with pytest.raises(ValueError, match="x must be true or false"):
-        as_bool("x", "maybe")
-    assert as_optional_float("s", "0.25") == 0.25
-    assert as_optional_float("s", "None") is None
-    with pytest.raises(ValueError, match="finite"):
-        as_optional_float("s", "nan")
-    assert as_optional_int("k", "3") == 3
-    assert as_optional_int("k", 4.0) == 4
-    with pytest.raises(ValueError, match="whole number"):
-        as_optional_int("k", "2.5")
-    with pytest.raises(ValueError, match=">= 1"):
-        as_optional_int("k", 0, minimum=1)
-    assert as_optional_str("  ") is None
-    assert as_optional_str(" ws/p ") == "ws/p"
-
-
-def test_resolve_files_single_glob_and_missing(tmp_path: Path) -> None:
-    for name in ("b.pt", "a.pt", "c.txt"):
-        (tmp_path / name).write_bytes(b"x")
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "d.pt").write_bytes(b"y")
-    assert resolve_files(str(tmp_path / "a.pt")) == [tmp_path / "a.pt"]
-    assert resolve_files(str(tmp_path / "*.pt")) == [tmp_path / "a.pt", tmp_path / "b.pt"]
-    assert resolve_files(str(tmp_path / "**" / "*.pt"))[-1] == tmp_path / "sub" / "d.pt"
-    with pytest.raises(FileNotFoundError, match="no file matches"):
-        resolve_files(str(tmp_path / "*.bin"))
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        resolve_files(str(tmp_path / "sub"))
-
-
-def test_digest_and_hashing_reader_agree(tmp_path: Path) -> None:
-    data = os.urandom(3 * 1024 * 1024 + 17)
-    path = tmp_path / "model.ckpt"
-    path.write_bytes(data)
-    assert file_digest(path) == (hashlib.sha256(data).hexdigest(), len(data))
-    reader = HashingReader(path)
-    copied = b"".join(iter(lambda: reader.read(8192), b""))
-    reader.close()
-    assert copied == data
-    assert reader.hexdigest() == hashlib.sha256(data).hexdigest()
-    assert file_extension(path) == "ckpt"
-    assert file_extension(tmp_path / "noext") == "bin"
 
 
 def _context() -> Any:
@@ -161,19 +102,3 @@ def test_cleanup_dag_shape_without_importing_neptune() -> None:
     assert task.retries == 3
     assert task.retry_exponential_backoff == 2.0
     assert task.owner == "ml-platform"
-
-
-def test_sync_helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert owner_pid("run__4f1c__1234__ab12cd34") == 1234
-    assert owner_pid("run__4f1c") is None
-    assert process_alive(os.getpid())
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    assert not process_alive(dead.pid)
-
-    (tmp_path / ".neptune" / "offline").mkdir(parents=True)
-    assert resolve_data_directory(str(tmp_path)) == tmp_path / ".neptune"
-    assert resolve_data_directory(str(tmp_path / ".neptune")) == tmp_path / ".neptune"
-    monkeypatch.setenv("NEPTUNE_DATA_DIRECTORY", str(tmp_path / "data"))
-    assert resolve_data_directory(None) == tmp_path / "data"
-    assert resolve_data_directory("None") == tmp_path / "data"
