@@ -206,7 +206,7 @@ class NeptuneSyncOperator(BaseOperator):
         from neptune.internal.credentials import Credentials
 
         settings = hook.settings
-        _ = hook.policy  # registers the server with the shared transport (budget, retries, counters)
+        hook.register_transport()  # the shared transport: budget, retries, counters
         return RecordingBackend(HostedNeptuneBackend(Credentials.from_token(settings.api_token)))
 
     def _sync(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_neptune.hooks.neptune import READ_PAGE, _SeriesReader
+from airflow_provider_neptune.hooks.series import READ_PAGE, SeriesReader
 
 
 class _Backend:
@@ -26,8 +26,8 @@ class _Backend:
         )
 
 
-def _reader(points: list[tuple[float, float]]) -> _SeriesReader:
-    return _SeriesReader(SimpleNamespace(_backend=_Backend(points), _id="run"), "m")
+def _reader(points: list[tuple[float, float]]) -> SeriesReader:
+    return SeriesReader(SimpleNamespace(_backend=_Backend(points), _id="run"), "m")
 
 
 @pytest.mark.parametrize("seed", range(40))

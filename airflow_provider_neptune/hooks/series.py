@@ -1,0 +1,181 @@
+"""Float series read through a run handle's backend (client internals): paged points and last steps.
+
+The ``neptune`` client has no public call for a page of a series or for every series' last step at
+once; these functions use its backend directly. ``neptune`` is imported inside them only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+#: Points per series read request (what the neptune client itself asks for).
+READ_PAGE = 1000
+
+
+class SeriesReader:
+    """Points of one float series read through a run handle, ``READ_PAGE`` per request, pages cached.
+
+    Series points are stored in step order, so a step range is found by a binary search over pages.
+    ``requests`` counts the reads made, ``total`` is the series' point count at the last read.
+    """
+
+    def __init__(self, run: Any, path: str) -> None:
+        self.run = run
+        self.path = path
+        self.total: int | None = None
+        self.requests = 0
+        self._pages: dict[int, list[tuple[float, float]]] = {}
+
+    def read(self, offset: int, limit: int = READ_PAGE) -> list[tuple[float, float]]:
+        """(step, value) points ``offset..offset+limit-1``; none when the series does not exist."""
+        from neptune.exceptions import FetchAttributeNotFoundException
+        from neptune.internal.container_type import ContainerType
+        from neptune.internal.utils.paths import parse_path
+
+        self.requests += 1
+        try:
+            page = self.run._backend.get_float_series_values(
+                self.run._id, ContainerType.RUN, parse_path(self.path), offset, limit
+            )
+        except FetchAttributeNotFoundException:
+            self.total = 0
+            return []
+        self.total = int(page.totalItemCount)
+        return [(float(p.step), float(p.value)) for p in page.values]
+
+    def count(self) -> int:
+        """How many points the series holds (one small read)."""
+        self.read(0, 1)
+        return self.total or 0
+
+    def _page(self, number: int) -> list[tuple[float, float]]:
+        if number not in self._pages:
+            self._pages[number] = self.read(number * READ_PAGE)
+        return self._pages[number]
+
+    def between(self, low: float, high: float) -> list[tuple[float, float]]:
+        """Points with ``low <= step <= high``: the first page, then the last, then a binary search."""
+        if not self._page(0):
+            return []
+        pages = math.ceil((self.total or 0) / READ_PAGE)
+
+        def reaches(number: int) -> bool:  # the page holds a step >= low (an empty page: past the end)
+            page = self._page(number)
+            return not page or page[-1][0] >= low
+
+        first = 0
+        if not reaches(0):
+            tail = self._page(pages - 1) if pages > 1 else []
+            if not tail or tail[-1][0] < low:
+                return []
+            lo, hi = 1, pages - 1
+            if tail[0][0] <= low:
+                lo = hi  # a resume after a kill overlaps the tail: found without a search
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if reaches(mid):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            first = lo
+        found: list[tuple[float, float]] = []
+        for number in range(first, max(pages, first + 1)):
+            page = self._page(number)
+            found.extend(point for point in page if low <= point[0] <= high)
+            if not page or page[-1][0] >= high:
+                break
+        return found
+
+    def last_step(self) -> float | None:
+        """The series' last step, from the pages read so far or one more read."""
+        total = self.total if self.total is not None else self.count()
+        number = (total - 1) // READ_PAGE
+        page = self._pages.get(number) if total else None
+        if page and number * READ_PAGE + len(page) == total:
+            return page[-1][0]
+        tail = self.read(total - 1, 1) if total else []
+        return tail[-1][0] if tail else None
+
+    def after(self, offset: int) -> list[tuple[float, float]]:
+        """Every point from index ``offset`` to the end."""
+        found: list[tuple[float, float]] = []
+        while True:
+            page = self.read(offset)
+            found.extend(page)
+            offset += len(page)
+            if not page or offset >= (self.total or 0):
+                return found
+
+
+def all_points(run: Any, path: str) -> list[tuple[float, float]]:
+    """Every (step, value) point of a float series; empty when it does not exist."""
+    from neptune.exceptions import FetchAttributeNotFoundException
+    from neptune.internal.container_type import ContainerType
+    from neptune.internal.utils.paths import parse_path
+
+    points: list[tuple[float, float]] = []
+    offset, limit = 0, 1000
+    while True:
+        try:
+            page = run._backend.get_float_series_values(
+                run._id, ContainerType.RUN, parse_path(path), offset, limit
+            )
+        except FetchAttributeNotFoundException:
+            return []
+        points.extend((float(p.step), float(p.value)) for p in page.values)
+        offset += limit
+        if offset >= int(page.totalItemCount) or not page.values:
+            return points
+
+
+def last_steps_on(run: Any, paths: Iterable[str]) -> dict[str, float | None]:
+    """Last step per float series, read from the server through a run handle (None: no points).
+
+    One request for all series: the run's attribute list carries ``floatSeriesProperties.lastStep``.
+    A series without it there (an older server) is read point-wise: its count, then its last point.
+    """
+    from neptune.common.backends.utils import with_api_exceptions_handler
+    from neptune.internal.backends.hosted_client import DEFAULT_REQUEST_KWARGS
+
+    wanted = list(paths)
+    result: dict[str, float | None] = {}
+    if not wanted:
+        return result
+
+    @with_api_exceptions_handler
+    def attributes() -> Any:
+        api = run._backend.leaderboard_client.api
+        return api.getExperimentAttributes(experimentId=run._id, **DEFAULT_REQUEST_KWARGS).response().result
+
+    listed = {a.name: a for a in (getattr(attributes(), "attributes", None) or [])}
+    for path in wanted:
+        attribute = listed.get(path)
+        if attribute is None or getattr(attribute, "type", None) != "floatSeries":
+            result[path] = None
+            continue
+        properties = getattr(attribute, "floatSeriesProperties", None)
+        last_step = getattr(properties, "lastStep", None) if properties is not None else None
+        result[path] = float(last_step) if last_step is not None else last_step_by_points(run, path)
+    return result
+
+
+def last_step_by_points(run: Any, path: str) -> float | None:
+    """The last step of one series from its points (two small reads)."""
+    from neptune.exceptions import FetchAttributeNotFoundException
+    from neptune.internal.container_type import ContainerType
+    from neptune.internal.utils.paths import parse_path
+
+    parsed = parse_path(path)
+    try:
+        head = run._backend.get_float_series_values(run._id, ContainerType.RUN, parsed, 0, 1)
+        total = int(head.totalItemCount)
+        if total == 0:
+            return None
+        if total == 1:
+            return float(head.values[0].step)
+        tail = run._backend.get_float_series_values(run._id, ContainerType.RUN, parsed, total - 1, 1)
+        return float(tail.values[-1].step)
+    except FetchAttributeNotFoundException:
+        return None
