@@ -6,6 +6,7 @@ sent is read back and compared by step and value before ``log_metrics`` returns.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -57,6 +58,7 @@ class MetricLogging(SeriesReads):
         :func:`bound_problem` for the step and timestamp bounds) and NeptuneDeliveryError when
         anything did not arrive.
         """
+        started = time.monotonic()
         plan: Plan = {}
         for path, raw_values in metrics.items():
             values = as_float_list(path, "value", raw_values)
@@ -99,7 +101,7 @@ class MetricLogging(SeriesReads):
                 # Earlier operations of this handle first, so the server's series are current.
                 self.wait_for_delivery(run, timeout=timeout)
                 if resume:
-                    known, counts, skipped, reads = self._resume_plan(run, run_id, plan)
+                    known, counts, skipped, reads = self._resume_plan(run, run_id, plan, started)
             to_send = sum(len(v) for v, _, _ in plan.values())
             if progress is not None:
                 progress(0, to_send)
@@ -166,17 +168,21 @@ class MetricLogging(SeriesReads):
         run: Any,
         run_id: str,
         plan: Plan,
+        since: float,
     ) -> tuple[dict[str, float | None], dict[str, int], int, int]:
         """Before sending: each series' last step and point count on the server.
 
         The points at or below a series' last step are dropped from ``plan`` when the server holds each
         of them (same step, same value); otherwise NeptuneStepConflictError names the series and the
-        first such steps, and nothing is sent. Costs one request for all series, plus
-        per existing series one small read, or (when the points overlap) one per READ_PAGE points of
-        the overlap and a few to find it. Returns (last steps, counts, points skipped, requests).
+        first such steps, and nothing is sent. Costs one request for all series (none when the handle
+        was opened by this call after ``since``: the client's own read of the run's attributes then
+        holds every last step), plus per series whose points overlap the server's one per READ_PAGE
+        points of the overlap and a few to find it; a series without overlap costs nothing here.
+        Returns (last steps, counts, points skipped, requests).
         """
-        known = self._last_steps_on(run, list(plan))
-        requests = 1
+        listed = delivery.tracker_of(run).take_opening_series(since)
+        known = self._last_steps_on(run, list(plan), listed)
+        requests = 0 if listed is not None else 1
         counts: dict[str, int] = {}
         skipped = 0
         conflicts: dict[str, tuple[float, delivery.Shortfall]] = {}
@@ -201,8 +207,8 @@ class MetricLogging(SeriesReads):
                         ts_list[overlap:] if ts_list is not None else None,
                     )
                     counts[path] = reader.total or 0
-                else:
-                    counts[path] = reader.count()
+                # No overlap: no read now; the read-back finds the steps sent (one read while the
+                # series fits in one page).
             requests += reader.requests
         if conflicts:
             described = "; ".join(

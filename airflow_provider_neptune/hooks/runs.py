@@ -6,6 +6,8 @@ open registers the transport first, so the client's requests share the budget an
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -17,9 +19,9 @@ from airflow_provider_neptune.exceptions import (
     NeptuneProviderError,
     NeptuneRunNotFoundError,
 )
-from airflow_provider_neptune.hooks import delivery
+from airflow_provider_neptune.hooks import answers, delivery
 from airflow_provider_neptune.hooks.run_pool import POOL, PoolKey
-from airflow_provider_neptune.hooks.series import last_steps_on
+from airflow_provider_neptune.hooks.series import last_steps_on, listed_series
 from airflow_provider_neptune.hooks.server import ServerChecks
 from airflow_provider_neptune.hooks.server_rules import check_custom_run_id, counter_delta
 
@@ -38,24 +40,68 @@ RUN_DEFAULTS: dict[str, Any] = {
 _SERVER_MODES = ("async", "sync", "read-only")
 
 
+@functools.cache
+def reopening_run_class() -> type[neptune.Run]:
+    """``neptune.Run`` that, reopened by ``with_id`` without a ``name``, leaves the run's name alone.
+
+    The client writes its default name ("Untitled") over the run's unless the server names runs
+    itself; finding the name first cost a project handle and a runs-table search per open. Only the
+    run's own backend is told, for the duration of the initial writes, that the server names runs.
+    """
+    import neptune
+
+    class ReopeningRun(neptune.Run):
+        def _write_initial_attributes(self) -> None:
+            backend = self._backend
+            keeps_name = self._with_id is not None and self._name is None
+            if not keeps_name or not hasattr(backend, "sys_name_set_by_backend"):
+                super()._write_initial_attributes()
+                return
+            named_by_server = backend.sys_name_set_by_backend
+            backend.sys_name_set_by_backend = True  # the client then writes no name
+            try:
+                super()._write_initial_attributes()
+            finally:
+                backend.sys_name_set_by_backend = named_by_server
+
+    return ReopeningRun
+
+
 class RunHandles(ServerChecks):
     """Pooled run handles, run creation and lookup, delivery checks and stopping."""
 
     def _init_run(self, mode: str, **kwargs: Any) -> neptune.Run:
-        """``neptune.init_run`` with this hook's settings (quiet defaults unless read-only)."""
-        import neptune
+        """Open a run with this hook's settings (quiet defaults unless read-only), errors translated.
 
+        A run reopened by ``with_id`` without a ``name`` keeps its name (see :func:`reopening_run_class`).
+        """
         settings = self.settings
         if mode in _SERVER_MODES:
             self.register_transport()
-        options = {**RUN_DEFAULTS, **kwargs} if mode != "read-only" else kwargs
-        with self._translate_errors("Opening a Neptune run"):
-            return neptune.init_run(
+        options = {**RUN_DEFAULTS, **kwargs} if mode != "read-only" else dict(kwargs)
+        if "with_id" in kwargs and "source_files" not in kwargs:
+            # Reopening: no source_files makes the client leave the run's source_code/ alone (with
+            # RUN_DEFAULTS' [] it would write this process's entrypoint over the run's, one request).
+            options.pop("source_files", None)
+        with self._translate_errors("Opening a Neptune run"), answers.keep_answers("/attributes") as kept:
+            run = reopening_run_class()(
                 project=settings.project,
                 api_token=settings.api_token,
                 mode=mode,  # type: ignore[arg-type]
                 **options,
             )
+        opened = time.monotonic()
+        for _, body in kept:
+            try:
+                answer = json.loads(body)
+            except ValueError:
+                continue
+            listed = (
+                listed_series(answer) if isinstance(answer, dict) and answer.get("id") == run._id else None
+            )
+            if listed is not None:
+                delivery.tracker_of(run).opening_series = (opened, listed)
+        return run
 
     @staticmethod
     def _sys_id(run: Any) -> str:
@@ -94,26 +140,12 @@ class RunHandles(ServerChecks):
         def opener() -> Any:
             kwargs = dict(init_kwargs)
             target = run_id
-            known_name: str | None = None
             if custom_run_id and mode in ("async", "sync"):
                 # Reopen an existing run by its sys/id: reopening by custom id makes the client
                 # overwrite sys/description (and sys/name) with defaults.
-                found = self._existing_run(custom_run_id=custom_run_id)
-                if found is not None:
-                    target, known_name = found
-            elif (
-                run_id
-                and mode in ("async", "sync")
-                and "name" not in kwargs
-                and not self._server_sets_names()
-            ):
-                found = self._existing_run(run_id=run_id)
-                if found is not None:
-                    known_name = found[1]
+                target = self._existing_run(custom_run_id)
             if target:
                 kwargs["with_id"] = target
-                if "name" not in kwargs and known_name is not None and not self._server_sets_names():
-                    kwargs["name"] = known_name  # else the client writes "Untitled" over it
             elif custom_run_id:
                 kwargs["custom_run_id"] = custom_run_id
             run = self._init_run(mode, **kwargs)
@@ -132,40 +164,26 @@ class RunHandles(ServerChecks):
         finally:
             POOL.release(run)
 
-    def _existing_run(
-        self, *, run_id: str | None = None, custom_run_id: str | None = None
-    ) -> tuple[str, str | None] | None:
-        """(sys/id, sys/name) of an existing run by sys/id or custom run id; None when there is none."""
+    def _existing_run(self, custom_run_id: str) -> str | None:
+        """The sys/id of the run with this custom run id; None when there is none (or the search failed)."""
         from neptune.exceptions import NeptuneException
 
         from airflow_provider_neptune.nql_text import condition
 
         try:
             with self.get_project() as project:
-                if custom_run_id is not None:
-                    table = project.fetch_runs_table(
-                        query=condition("sys/custom_run_id", "string", "=", custom_run_id, "custom_run_id"),
-                        columns=["sys/id", "sys/custom_run_id", "sys/name"],
-                        sort_by="sys/id",  # the client's default sort fails on a project without runs
-                        progress_bar=False,
-                    ).to_pandas()
-                    if not table.empty and "sys/custom_run_id" in table:
-                        table = table[table["sys/custom_run_id"] == custom_run_id]
-                else:
-                    # Not the client's id= filter: it pastes the id into the query unescaped.
-                    table = project.fetch_runs_table(
-                        query=condition("sys/id", "string", "=", run_id or "", "run_id"),
-                        columns=["sys/id", "sys/name", "sys/creation_time"],
-                        progress_bar=False,
-                    ).to_pandas()
+                table = project.fetch_runs_table(
+                    query=condition("sys/custom_run_id", "string", "=", custom_run_id, "custom_run_id"),
+                    columns=["sys/id", "sys/custom_run_id"],
+                    sort_by="sys/id",  # the client's default sort fails on a project without runs
+                    progress_bar=False,
+                ).to_pandas()
         except (NeptuneException, NeptuneProviderError) as exc:
             self.log.warning("Could not look up the existing run (%s); opening it directly", exc)
             return None
-        if table.empty:
-            return None
-        row = table.iloc[0]
-        name = row.get("sys/name")
-        return str(row["sys/id"]), (str(name) if isinstance(name, str) else None)
+        if not table.empty and "sys/custom_run_id" in table:
+            table = table[table["sys/custom_run_id"] == custom_run_id]
+        return None if table.empty else str(table.iloc[0]["sys/id"])
 
     def _find_by_custom_id(self, custom_run_id: str) -> str:
         """The sys/id of the run with this custom run id (for read-only access)."""
@@ -173,12 +191,12 @@ class RunHandles(ServerChecks):
             pooled = POOL.get((*self._scope(), mode, "custom", custom_run_id))
             if pooled is not None:
                 return self._sys_id(pooled)
-        found = self._existing_run(custom_run_id=custom_run_id)
+        found = self._existing_run(custom_run_id)
         if found is None:
             raise NeptuneRunNotFoundError(
                 f"no run with custom run id {custom_run_id!r} in project {self.settings.project!r}"
             )
-        return found[0]
+        return found
 
     def create_run(
         self,
@@ -232,10 +250,12 @@ class RunHandles(ServerChecks):
         rate = self.settings.rate_limit_per_second or 50.0
         return 60.0 + 2.0 * math.ceil(points / 100) / max(rate, 1.0)
 
-    def _last_steps_on(self, run: Any, paths: Iterable[str]) -> dict[str, float | None]:
+    def _last_steps_on(
+        self, run: Any, paths: Iterable[str], listed: dict[str, float | None] | None = None
+    ) -> dict[str, float | None]:
         """:func:`~.series.last_steps_on` with client errors translated."""
         with self._translate_errors("Reading series from Neptune"):
-            return last_steps_on(run, paths)
+            return last_steps_on(run, paths, listed)
 
     def _verify(self, run: Any, **kwargs: Any) -> dict[str, float | None]:
         """verify_delivery, dropping a handle whose async thread died so it is never reused."""

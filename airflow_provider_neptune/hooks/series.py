@@ -10,8 +10,10 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-#: Points per series read request (what the neptune client itself asks for).
-READ_PAGE = 1000
+#: Points asked for per series read: the most getFloatSeriesValues serves in one answer (the emulator
+#: caps ``limit`` at 10,000; the client itself asks for 1,000). A server answering fewer points than
+#: asked is asked again for the rest, so a page always holds ``READ_PAGE`` points unless the series ends.
+READ_PAGE = 10_000
 
 
 class SeriesReader:
@@ -30,6 +32,15 @@ class SeriesReader:
 
     def read(self, offset: int, limit: int = READ_PAGE) -> list[tuple[float, float]]:
         """(step, value) points ``offset..offset+limit-1``; none when the series does not exist."""
+        points: list[tuple[float, float]] = []
+        while True:
+            page = self._fetch(offset + len(points), limit - len(points))
+            points.extend(page)
+            if not page or len(points) >= limit or offset + len(points) >= (self.total or 0):
+                return points
+
+    def _fetch(self, offset: int, limit: int) -> list[tuple[float, float]]:
+        """One getFloatSeriesValues request (counted in ``requests``)."""
         from neptune.exceptions import FetchAttributeNotFoundException
         from neptune.internal.container_type import ContainerType
         from neptune.internal.utils.paths import parse_path
@@ -111,30 +122,34 @@ class SeriesReader:
 
 def all_points(run: Any, path: str) -> list[tuple[float, float]]:
     """Every (step, value) point of a float series; empty when it does not exist."""
-    from neptune.exceptions import FetchAttributeNotFoundException
-    from neptune.internal.container_type import ContainerType
-    from neptune.internal.utils.paths import parse_path
-
-    points: list[tuple[float, float]] = []
-    offset, limit = 0, 1000
-    while True:
-        try:
-            page = run._backend.get_float_series_values(
-                run._id, ContainerType.RUN, parse_path(path), offset, limit
-            )
-        except FetchAttributeNotFoundException:
-            return []
-        points.extend((float(p.step), float(p.value)) for p in page.values)
-        offset += limit
-        if offset >= int(page.totalItemCount) or not page.values:
-            return points
+    return SeriesReader(run, path).after(0)
 
 
-def last_steps_on(run: Any, paths: Iterable[str]) -> dict[str, float | None]:
+def listed_series(answer: Any) -> dict[str, float | None] | None:
+    """Float series -> last step (None when the server gave none) from a run's attribute list.
+
+    ``answer`` is the decoded JSON of getExperimentAttributes; None when it is not such a list.
+    """
+    attributes = answer.get("attributes") if isinstance(answer, dict) else None
+    if not isinstance(attributes, list):
+        return None
+    found: dict[str, float | None] = {}
+    for attribute in attributes:
+        if isinstance(attribute, dict) and attribute.get("type") == "floatSeries":
+            properties = attribute.get("floatSeriesProperties")
+            last_step = properties.get("lastStep") if isinstance(properties, dict) else None
+            found[str(attribute.get("name"))] = float(last_step) if last_step is not None else None
+    return found
+
+
+def last_steps_on(
+    run: Any, paths: Iterable[str], listed: dict[str, float | None] | None = None
+) -> dict[str, float | None]:
     """Last step per float series, read from the server through a run handle (None: no points).
 
-    One request for all series: the run's attribute list carries ``floatSeriesProperties.lastStep``.
-    A series without it there (an older server) is read point-wise: its count, then its last point.
+    One request for all series: the run's attribute list carries ``floatSeriesProperties.lastStep``
+    (``listed``: that list already read, see :func:`listed_series`; then no request). A series
+    without it there (an older server) is read point-wise: its count, then its last point.
     """
     from neptune.common.backends.utils import with_api_exceptions_handler
     from neptune.internal.backends.hosted_client import DEFAULT_REQUEST_KWARGS
@@ -149,15 +164,19 @@ def last_steps_on(run: Any, paths: Iterable[str]) -> dict[str, float | None]:
         api = run._backend.leaderboard_client.api
         return api.getExperimentAttributes(experimentId=run._id, **DEFAULT_REQUEST_KWARGS).response().result
 
-    listed = {a.name: a for a in (getattr(attributes(), "attributes", None) or [])}
+    if listed is None:
+        listed = {}
+        for attribute in getattr(attributes(), "attributes", None) or []:
+            if getattr(attribute, "type", None) == "floatSeries":
+                properties = getattr(attribute, "floatSeriesProperties", None)
+                last_step = getattr(properties, "lastStep", None) if properties is not None else None
+                listed[attribute.name] = float(last_step) if last_step is not None else None
     for path in wanted:
-        attribute = listed.get(path)
-        if attribute is None or getattr(attribute, "type", None) != "floatSeries":
+        if path not in listed:
             result[path] = None
             continue
-        properties = getattr(attribute, "floatSeriesProperties", None)
-        last_step = getattr(properties, "lastStep", None) if properties is not None else None
-        result[path] = float(last_step) if last_step is not None else last_step_by_points(run, path)
+        last_step = listed[path]
+        result[path] = last_step if last_step is not None else last_step_by_points(run, path)
     return result
 
 

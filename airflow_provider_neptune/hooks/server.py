@@ -4,6 +4,7 @@ check and run URLs; what the server announces about itself is cached per hook.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -15,7 +16,7 @@ from airflow_provider_neptune.exceptions import (
     NeptuneProviderError,
     NeptuneSettingsError,
 )
-from airflow_provider_neptune.hooks import transport
+from airflow_provider_neptune.hooks import answers, transport
 from airflow_provider_neptune.hooks.base import NeptuneHookBase
 from airflow_provider_neptune.hooks.settings import redact_url
 
@@ -32,8 +33,12 @@ class ServerChecks(NeptuneHookBase):
             )
         return (address if "://" in address else "https://" + address).rstrip("/")
 
-    def server_info(self) -> dict[str, Any]:
-        """Server facts from its client config: API URL, client-version bounds, server time, round trip."""
+    def server_info(self, *, reuse: bool = False) -> dict[str, Any]:
+        """Server facts from its client config: API URL, client-version bounds, server time, round trip.
+
+        ``reuse`` accepts the config this process fetched in the last minutes (no request; then the
+        server time and round trip are those of that earlier answer).
+        """
         import requests
         from neptune.version import version as client_version
 
@@ -41,7 +46,8 @@ class ServerChecks(NeptuneHookBase):
         policy = self.register_transport()
         assert policy is not None
         started = time.monotonic()
-        with requests.Session() as session, transport.single_try():
+        fetch = contextlib.nullcontext() if reuse else answers.fresh_config()
+        with requests.Session() as session, transport.single_try(), fetch:
             response = session.get(
                 f"{base}/api/backend/v1/clients/config",
                 params={"alpha": "true"},
@@ -156,19 +162,9 @@ class ServerChecks(NeptuneHookBase):
         base: str | None = (self._server_info or {}).get("app_url")
         if base is None and settings.api_address:
             try:
-                base = self.server_info().get("app_url")
+                base = self.server_info(reuse=True).get("app_url")
             except Exception:
                 base = None
         base = (base or self._api_base()).rstrip("/")
         workspace, _, project = (settings.project or "/").partition("/")
         return f"{base}/{workspace}/{project}/e/{run_id}"
-
-    def _server_sets_names(self) -> bool:
-        """Whether the server names new runs itself (else the client writes a default name on every open)."""
-        info = self._server_info
-        if info is None:
-            try:
-                info = self.server_info()
-            except Exception:
-                return False
-        return bool(info.get("sys_name_set_by_backend"))
