@@ -4,6 +4,9 @@
   hook does for a run's URL; within ``CONFIG_REUSE_SECONDS`` a second fetch with the same URL and
   token is answered from the first (no request). :func:`fresh_config` forces a real request (the
   server checks of the hook measure the round trip and the server's clock with it).
+* The API description documents (``swagger.json``, five per process that opens a handle): kept on disk
+  for ``SPEC_REUSE_SECONDS`` in a directory only this user can write (:func:`spec_dir`), so the next
+  task on this host does not download them again.
 * While :func:`keep_answers` is active in a thread, the 200 answers to that thread's GET requests
   whose path ends with a given suffix are kept for the caller (the hook keeps the run's attribute
   list the client reads when it opens a run: it holds each series' last step).
@@ -12,10 +15,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
@@ -26,6 +33,10 @@ CONFIG_SUFFIX = "/clients/config"
 #: How long a client-config answer is reused in this process, seconds.
 CONFIG_REUSE_SECONDS = 300.0
 _TOKEN_HEADER = "X-Neptune-Api-Token"
+#: Path ending of the API description documents.
+SPEC_SUFFIX = "/swagger.json"
+#: How long a downloaded API description is reused on this host, seconds.
+SPEC_REUSE_SECONDS = 600.0
 
 _LOCAL = threading.local()
 _CONFIGS: dict[tuple[str, str], tuple[float, int, dict[str, str], bytes]] = {}
@@ -56,8 +67,62 @@ def fresh_config() -> Iterator[None]:
         _LOCAL.fresh = previous
 
 
+def spec_dir() -> Path | None:
+    """This user's directory of API descriptions (created 0700); None when it is not safely ours."""
+    getuid = getattr(os, "getuid", None)
+    if getuid is None:
+        return None
+    path = Path(tempfile.gettempdir()) / f"airflow-provider-neptune-{getuid()}" / "specs"
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for part in (path.parent, path):
+            info = part.lstat()
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != getuid() or info.st_mode & 0o022:
+                return None
+    except OSError:
+        return None
+    return path
+
+
+def _spec_file(request: requests.PreparedRequest) -> Path | None:
+    if request.method != "GET" or not _path(request).endswith(SPEC_SUFFIX):
+        return None
+    folder = spec_dir()
+    digest = hashlib.sha256((request.url or "").encode()).hexdigest()
+    return folder / f"{digest}.json" if folder is not None else None
+
+
+def _reused_spec(request: requests.PreparedRequest) -> requests.Response | None:
+    path = _spec_file(request)
+    if path is None:
+        return None
+    try:
+        if time.time() - path.stat().st_mtime > SPEC_REUSE_SECONDS:
+            return None
+        content = path.read_bytes()
+    except OSError:
+        return None
+    return _answer(request, 200, {"Content-Type": "application/json"}, content)
+
+
+def _keep_spec(request: requests.PreparedRequest, content: bytes) -> None:
+    path = _spec_file(request)
+    if path is None or not content:
+        return
+    staging = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        staging.write_bytes(content)
+        os.replace(staging, path)  # atomic: a reader never sees half a document
+    except OSError:
+        staging.unlink(missing_ok=True)
+
+
 def reused(request: requests.PreparedRequest) -> requests.Response | None:
-    """A copy of a recent client-config answer for this request, or None (then it is sent)."""
+    """A copy of a recent client-config answer or API description for this request, or None (then it
+    is sent)."""
+    spec = _reused_spec(request)
+    if spec is not None:
+        return spec
     key = _config_key(request)
     if key is None or getattr(_LOCAL, "fresh", False):
         return None
@@ -66,6 +131,13 @@ def reused(request: requests.PreparedRequest) -> requests.Response | None:
     if kept is None or time.monotonic() - kept[0] > CONFIG_REUSE_SECONDS:
         return None
     _, status, headers, content = kept
+    return _answer(request, status, headers, content)
+
+
+def _answer(
+    request: requests.PreparedRequest, status: int, headers: dict[str, str], content: bytes
+) -> requests.Response:
+    """A response as ``requests`` builds it, from a kept answer."""
     response = requests.Response()
     response.status_code = status
     response.reason = "OK"
@@ -81,6 +153,7 @@ def remember(request: requests.PreparedRequest, response: requests.Response) -> 
     """Keep what later requests may reuse: a 200 client config, and answers a thread asked to keep."""
     if response.status_code != 200:
         return
+    _keep_spec(request, response.content)
     key = _config_key(request)
     if key is not None:
         with _CONFIGS_LOCK:
@@ -104,6 +177,9 @@ def keep_answers(suffix: str) -> Iterator[list[tuple[str, bytes]]]:
 
 
 def forget() -> None:
-    """Drop every kept client config (tests)."""
+    """Drop every kept client config and API description (tests)."""
     with _CONFIGS_LOCK:
         _CONFIGS.clear()
+    folder = spec_dir()
+    for path in folder.glob("*.json") if folder is not None else []:
+        path.unlink(missing_ok=True)
