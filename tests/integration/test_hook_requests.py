@@ -139,3 +139,15 @@ def test_a_stop_task_opens_the_run_without_a_search(
     assert "searchLeaderboardEntries" not in routes, routes
     assert _budgeted(routes) <= 7, routes
     assert hook.fetch_field(run_id, "sys/name") == "kept"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_direct_series_read_agrees_with_the_clients_own(neptune_hook_factory: Any, mode: str) -> None:
+    from airflow_provider_neptune.hooks.series import client_page, raw_page
+
+    hook = neptune_hook_factory(mode=mode)
+    run_id = hook.create_run(custom_run_id=f"req-{uuid.uuid4().hex[:10]}")
+    hook.log_metrics(run_id, {"a/b": [0.5, 1.5, 2.5, 3.5]}, steps=[1, 2, 4, 8])
+    with hook.get_run(run_id) as run:
+        assert raw_page(run, "a/b", 1, 2) == client_page(run, "a/b", 1, 2) == (4, [(2.0, 1.5), (4.0, 2.5)])
+        assert raw_page(run, "no/such", 0, 10) == client_page(run, "no/such", 0, 10) == (0, [])
