@@ -60,6 +60,8 @@ class DeliveryTracker:
     hooked_consumer: int | None = None
     #: (when, float series -> last step) from the attribute list the client read opening the handle.
     opening_series: tuple[float, dict[str, float | None]] | None = None
+    #: ``time.monotonic()`` when the hook opened the handle (its field list is that moment's).
+    opened_at: float = 0.0
 
     def take_opening_series(self, since: float) -> dict[str, float | None] | None:
         """The series read when the handle opened, once, and only if it opened after ``since``

@@ -6,9 +6,11 @@ Each opens (or reuses) a read-only pooled handle; the series reads go through cl
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
+from airflow_provider_neptune.hooks import delivery
 from airflow_provider_neptune.hooks.runs import RunHandles
 from airflow_provider_neptune.hooks.series import all_points
 
@@ -22,9 +24,14 @@ class SeriesReads(RunHandles):
             return all_points(run, path)
 
     def fetch_field(self, run_id: str, path: str) -> Any:
-        """Current value of a field (last value for a series, dict for a namespace); None when missing."""
+        """Current value of a field (last value for a series, dict for a namespace); None when missing.
+
+        A pooled handle's field list is refreshed first (one request), unless this call opened it.
+        """
+        started = time.monotonic()
         with self.get_run(run_id, mode="read-only") as run, self._translate_errors("Reading a field"):
-            run.sync(wait=False)
+            if delivery.tracker_of(run).opened_at < started:
+                run.sync(wait=False)
             if not run.exists(path):
                 return None
             handler = run[path]

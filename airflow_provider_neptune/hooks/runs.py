@@ -91,6 +91,7 @@ class RunHandles(ServerChecks):
                 **options,
             )
         opened = time.monotonic()
+        delivery.tracker_of(run).opened_at = opened
         for _, body in kept:
             try:
                 answer = json.loads(body)

@@ -151,3 +151,22 @@ def test_the_direct_series_read_agrees_with_the_clients_own(neptune_hook_factory
     with hook.get_run(run_id) as run:
         assert raw_page(run, "a/b", 1, 2) == client_page(run, "a/b", 1, 2) == (4, [(2.0, 1.5), (4.0, 2.5)])
         assert raw_page(run, "no/such", 0, 10) == client_page(run, "no/such", 0, 10) == (0, [])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_reading_a_field_through_a_handle_it_just_opened_lists_the_fields_once(
+    neptune_hook_factory: Any, neptune_emulator: Any, mode: str
+) -> None:
+    from airflow_provider_neptune.hooks.run_pool import POOL
+
+    hook = neptune_hook_factory(mode=mode)
+    run_id = hook.create_run(custom_run_id=f"req-{uuid.uuid4().hex[:10]}", name="field")
+    POOL.close_all(seconds=10)
+    before = neptune_emulator.stats()["requests_by_route"].get("getExperimentAttributes", 0)
+    assert hook.fetch_field(run_id, "sys/name") == "field"
+    after = neptune_emulator.stats()["requests_by_route"].get("getExperimentAttributes", 0)
+    assert after - before == 1  # the client's listing on opening; no second one to refresh it
+    with hook.get_run(run_id) as run:
+        run["late"] = 1.5
+        hook.wait_for_delivery(run, timeout=30)
+    assert hook.fetch_field(run_id, "late") == 1.5  # a pooled handle is still refreshed first
