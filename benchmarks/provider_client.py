@@ -43,8 +43,8 @@ def _pipeline_context() -> Context:
 def pipeline_task(params: dict[str, Any]) -> dict[str, Any]:
     """One Neptune task of dags/neptune_training_pipeline.py, run the way its operator runs it.
 
-    ``task``: ``create_run``, ``log_metrics`` (``part``/loss and ``part``/accuracy, ``epochs`` points
-    each, from ``first_epoch``),
+    ``task``: ``create_run``, ``log_metrics`` (``part``/loss and ``part``/accuracy, or the first
+    ``series`` of them, ``epochs`` points each, from ``first_epoch``),
     ``upload_checkpoint`` (a small file, gated on ``score``), ``sensor`` (one poke) or ``stop_run``.
     """
     import tempfile
@@ -72,7 +72,7 @@ def pipeline_task(params: dict[str, Any]) -> dict[str, Any]:
         steps = [float(e) for e in range(first, first + epochs)]
         metrics = {
             f"{part}/{name}": [harness.metric_value(i, int(s)) for s in steps]
-            for i, name in enumerate(["loss", "accuracy"])
+            for i, name in enumerate(["loss", "accuracy"][: int(params.get("series", 2))])
         }
         out = NeptuneLogMetricsOperator(
             task_id="log_metrics", run_id=run_id, metrics=metrics, steps=steps
