@@ -48,16 +48,7 @@ def emit_stats(counts: Mapping[str, int]) -> None:
 class NeptuneHookBase(BaseHook):
     """Connection settings, the shared transport policy, counters and error translation of a Neptune hook.
 
-    :param neptune_conn_id: Airflow connection of type ``neptune`` (token in the password).
-    :param project: ``workspace/project``; overrides the connection and NEPTUNE_PROJECT.
-    :param mode: client mode (async, sync, offline, read-only, debug).
-    :param api_token: API token; overrides the connection's password and NEPTUNE_API_TOKEN.
-    :param rate_limit_per_second: shared request budget (0 disables it).
-    :param rate_limit_storage: ``memory``, an absolute file path, or ``redis://...``.
-    :param retry_count: retries per request after the first try.
-    :param retry_backoff: base of the exponential backoff, in seconds.
-    :param request_timeout: timeout of one HTTP request, in seconds.
-    :param logging_level: level of the neptune and provider loggers; DEBUG logs every request.
+    Its arguments are :class:`~airflow_provider_neptune.hooks.neptune.NeptuneHook`'s (documented there).
     """
 
     conn_name_attr = "neptune_conn_id"
@@ -255,14 +246,19 @@ class NeptuneHookBase(BaseHook):
     # ------------------------------------------------------------------ connection form (older 3.x UIs)
 
     @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Field relabeling and hiding, the same as the provider metadata's ``ui-field-behaviour``."""
+    def _connection_type(cls) -> dict[str, Any]:
+        """This hook's entry in the provider metadata's ``connection-types``."""
         from airflow_provider_neptune import get_provider_info
 
         for conn in get_provider_info()["connection-types"]:
             if conn["connection-type"] == cls.conn_type:
-                return dict(conn["ui-field-behaviour"])
+                return dict(conn)
         return {}
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Field relabeling and hiding, the same as the provider metadata's ``ui-field-behaviour``."""
+        return dict(cls._connection_type().get("ui-field-behaviour") or {})
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
@@ -271,11 +267,8 @@ class NeptuneHookBase(BaseHook):
             from wtforms import StringField
         except ImportError:  # Airflow 3.3's UI reads conn-fields from the provider metadata instead
             return {}
-        from airflow_provider_neptune import get_provider_info
-
-        widgets: dict[str, Any] = {}
-        for conn in get_provider_info()["connection-types"]:
-            if conn["connection-type"] == cls.conn_type:
-                for name, spec in conn["conn-fields"].items():
-                    widgets[name] = StringField(spec["label"], description=spec.get("description", ""))
-        return widgets
+        fields = cls._connection_type().get("conn-fields") or {}
+        return {
+            name: StringField(spec["label"], description=spec.get("description", ""))
+            for name, spec in fields.items()
+        }

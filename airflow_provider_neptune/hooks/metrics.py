@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from airflow_provider_neptune.exceptions import NeptuneDeliveryError, NeptuneStepConflictError
@@ -19,6 +20,8 @@ from airflow_provider_neptune.hooks.server_rules import counter_delta
 
 #: Points per ``extend()`` call (the client splits them into operations of 100 points).
 EXTEND_BATCH = 1000
+#: Series read back at once after sending.
+READ_BACK_THREADS = 4
 #: Per series: (values, steps, timestamps or None), validated.
 Plan = dict[str, tuple[list[float], list[float], list[float] | None]]
 
@@ -237,26 +240,30 @@ class MetricLogging(SeriesReads):
 
         One request per READ_PAGE points added to a series (at least one per series sent to); without
         counts from before sending (``resume=False``) the steps sent are found by a binary search.
+        Up to READ_BACK_THREADS series are read at once (the server's work and the decoding overlap).
         Returns the server's last step per series and what each series lacks.
         """
-        last_steps: dict[str, float | None] = {}
-        shortfalls: dict[str, delivery.Shortfall] = {}
-        for path, (values, step_list, _) in plan.items():
-            if not step_list:
-                last_steps[path] = known.get(path)
-                continue
+
+        def read(path: str, step_list: list[float]) -> tuple[list[tuple[float, float]], float | None, int]:
             reader = SeriesReader(run, path)
             with self._translate_errors(f"Reading {path!r} back"):
                 if path in counts:
                     added = reader.after(counts[path])
-                    last_steps[path] = added[-1][0] if added else known.get(path)
-                else:  # no count from before sending (resume=False): find the steps sent
-                    added = reader.between(step_list[0], step_list[-1])
-                    last_steps[path] = reader.last_step()
-            requests.append(reader.requests)
-            lacking = delivery.shortfall(
-                list(zip(step_list, values, strict=True)), dict(added), last_steps[path]
-            )
+                    return added, (added[-1][0] if added else known.get(path)), reader.requests
+                # no count from before sending (resume=False): find the steps sent
+                added = reader.between(step_list[0], step_list[-1])
+                return added, reader.last_step(), reader.requests
+
+        sent = [(path, values, step_list) for path, (values, step_list, _) in plan.items() if step_list]
+        with ThreadPoolExecutor(max_workers=max(1, min(READ_BACK_THREADS, len(sent)))) as pool:
+            reads = [pool.submit(read, path, step_list) for path, _, step_list in sent]
+            results = [future.result() for future in reads]
+        last_steps: dict[str, float | None] = {path: known.get(path) for path in plan}
+        shortfalls: dict[str, delivery.Shortfall] = {}
+        for (path, values, step_list), (added, last_step, used) in zip(sent, results, strict=True):
+            last_steps[path] = last_step
+            requests.append(used)
+            lacking = delivery.shortfall(list(zip(step_list, values, strict=True)), dict(added), last_step)
             if lacking is not None:
                 shortfalls[path] = lacking
         return last_steps, shortfalls

@@ -82,47 +82,38 @@ def test_a_task_reopening_a_run_by_sys_id_does_not_search_for_it_and_keeps_its_f
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_a_log_task_resuming_a_series_sends_at_most_8_budgeted_requests(
-    neptune_hook_factory: Any, neptune_emulator: Any, tmp_path: Path, mode: str
+@pytest.mark.parametrize(
+    ("first_step", "skipped", "reads", "most"),
+    [
+        # Opening (config, token exchange, project, run, its attributes, the client's ping), one
+        # operations request and one read-back page: the last step comes from the opening's listing.
+        (50, 0, 1, 8),
+        # A retry sending every point again: the overlap is read before sending, the new points after.
+        (0, 50, 2, 9),
+    ],
+    ids=["resumed", "retried"],
+)
+def test_a_log_task_on_a_series_with_points_sends_few_budgeted_requests(
+    neptune_hook_factory: Any,
+    neptune_emulator: Any,
+    tmp_path: Path,
+    mode: str,
+    first_step: int,
+    skipped: int,
+    reads: int,
+    most: int,
 ) -> None:
     hook = neptune_hook_factory(mode=mode)
     run_id = hook.create_run(custom_run_id=f"req-{uuid.uuid4().hex[:10]}")
     hook.log_metrics(run_id, {"train/loss": [float(s) / 10 for s in range(50)]})
 
-    summary, routes = _task(
-        neptune_emulator,
-        mode,
-        tmp_path,
-        {"task": "log", "run_id": run_id, "series": {"train/loss": _points(range(50, 80))}},
-    )
+    spec = {"task": "log", "run_id": run_id, "series": {"train/loss": _points(range(first_step, 80))}}
+    summary, routes = _task(neptune_emulator, mode, tmp_path, spec)
 
-    assert (summary["points_sent"], summary["points_skipped"]) == (30, 0)
-    # Opening (config, token exchange, project, run, its attributes, the client's ping), one operations
-    # request and one read-back page: the last step comes from the attribute list read on opening.
-    assert _budgeted(routes) <= 8, routes
+    assert (summary["points_sent"], summary["points_skipped"]) == (30, skipped)
+    assert _budgeted(routes) <= most, routes
     assert routes.get("getExperimentAttributes") == 1, routes
-    assert routes.get("getFloatSeriesValues") == 1, routes
-    assert hook.fetch_series(run_id, "train/loss") == [(float(s), float(s) / 10) for s in range(80)]
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_a_retried_log_task_reads_the_overlap_once_and_the_new_points_once(
-    neptune_hook_factory: Any, neptune_emulator: Any, tmp_path: Path, mode: str
-) -> None:
-    hook = neptune_hook_factory(mode=mode)
-    run_id = hook.create_run(custom_run_id=f"req-{uuid.uuid4().hex[:10]}")
-    hook.log_metrics(run_id, {"train/loss": [float(s) / 10 for s in range(50)]})
-
-    summary, routes = _task(
-        neptune_emulator,
-        mode,
-        tmp_path,
-        {"task": "log", "run_id": run_id, "series": {"train/loss": _points(range(0, 80))}},
-    )
-
-    assert (summary["points_sent"], summary["points_skipped"]) == (30, 50)
-    assert routes.get("getFloatSeriesValues") == 2, routes  # the overlap before sending, the new points after
-    assert _budgeted(routes) <= 9, routes
+    assert routes.get("getFloatSeriesValues") == reads, routes
     assert hook.fetch_series(run_id, "train/loss") == [(float(s), float(s) / 10) for s in range(80)]
 
 
