@@ -33,6 +33,84 @@ def _context() -> Context:
     return cast("Context", {"ti": _TaskInstance()})
 
 
+def _pipeline_context() -> Context:
+    """A context for the training pipeline's tasks: a task instance with its DAG and DAG run ids."""
+    ti = _TaskInstance()
+    ti.dag_id, ti.run_id, ti.map_index = "neptune_training_pipeline", "bench__1", 0  # type: ignore[attr-defined]
+    return cast("Context", {"ti": ti, "params": {"epochs": 30, "learning_rate": 0.1}})
+
+
+def pipeline_task(params: dict[str, Any]) -> dict[str, Any]:
+    """One Neptune task of dags/neptune_training_pipeline.py, run the way its operator runs it.
+
+    ``task``: ``create_run``, ``log_metrics`` (``part``/loss and ``part``/accuracy, or the first
+    ``series`` of them, ``epochs`` points each, from ``first_epoch``),
+    ``upload_checkpoint`` (a small file, gated on ``score``), ``sensor`` (one poke) or ``stop_run``.
+    """
+    import tempfile
+
+    import neptune  # noqa: F401 - imported before the clock starts
+
+    from airflow_provider_neptune.operators import (
+        NeptuneCreateRunOperator,
+        NeptuneLogMetricsOperator,
+        NeptuneStopRunOperator,
+        NeptuneUploadArtifactOperator,
+    )
+    from airflow_provider_neptune.sensors import NeptuneMetricSensor
+
+    task, run_id = str(params["task"]), str(params.get("run_id", ""))
+    context = _pipeline_context()
+    start = time.perf_counter()
+    out: Any = None
+    if task == "create_run":
+        out = NeptuneCreateRunOperator(
+            task_id="create_run", custom_run_id=params["custom_run_id"], name=params["custom_run_id"]
+        ).execute(context)
+    elif task == "log_metrics":
+        first, epochs, part = int(params.get("first_epoch", 0)), int(params["epochs"]), str(params["part"])
+        steps = [float(e) for e in range(first, first + epochs)]
+        metrics = {
+            f"{part}/{name}": [harness.metric_value(i, int(s)) for s in steps]
+            for i, name in enumerate(["loss", "accuracy"][: int(params.get("series", 2))])
+        }
+        out = NeptuneLogMetricsOperator(
+            task_id="log_metrics", run_id=run_id, metrics=metrics, steps=steps
+        ).execute(context)
+    elif task == "upload_checkpoint":
+        with tempfile.TemporaryDirectory(prefix="bench-upload-") as tmp:
+            source = Path(tmp) / f"model_{params['step']}.npz"
+            source.write_bytes(bytes(range(256)) * 16)
+            out = NeptuneUploadArtifactOperator(
+                task_id="upload_checkpoint",
+                run_id=run_id,
+                path=str(source),
+                score=float(params["score"]),
+                step=int(params["step"]),
+                namespace="checkpoints",
+                only_if_better=True,
+                keep_top_k=2,
+                direction="max",
+            ).execute(context)
+    elif task == "sensor":
+        out = NeptuneMetricSensor(
+            task_id="wait_for_val_accuracy",
+            run_id=run_id,
+            path="val/accuracy",
+            condition=">=",
+            threshold=-1e9,
+        ).poke(context)
+    elif task == "stop_run":
+        out = NeptuneStopRunOperator(task_id="stop_run", run_id=run_id).execute(context)
+    else:
+        raise ValueError(f"unknown pipeline task {task!r}")
+    return {
+        "task": task,
+        "out": out if isinstance(out, str) else None,
+        "elapsed": time.perf_counter() - start,
+    }
+
+
 def record_permit_waits() -> list[tuple[float, float]]:
     """Record (from, to) wall-clock intervals in which a request of this process waited for a permit.
 
@@ -171,7 +249,12 @@ def retention(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-KINDS = {"log_task": log_task, "seed_checkpoints": seed_checkpoints, "retention": retention}
+KINDS = {
+    "log_task": log_task,
+    "seed_checkpoints": seed_checkpoints,
+    "retention": retention,
+    "pipeline_task": pipeline_task,
+}
 
 if __name__ == "__main__":
     harness.worker_main(KINDS)

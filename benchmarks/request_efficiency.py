@@ -27,6 +27,42 @@ PROVIDER_FREE = "provider: NeptuneLogMetricsOperator (async, budget off)"
 EXTEND = "plain client: extend (async)"
 APPEND_ASYNC = "plain client: append point by point (async)"
 APPEND_SYNC = "plain client: append point by point (sync)"
+#: Requests the client itself leaves out of the server's limit (the transport takes no permit for them).
+UNBUDGETED_ROUTES = ("swagger", "oauthToken")
+MAX_RESUMED_LOG_BUDGETED = 8
+#: The training pipeline's Neptune tasks for one run, in DAG order, each in a fresh process:
+#: (label, params); the two extra log rows are what a retried task and a later epoch range cost.
+PIPELINE_TASKS: list[tuple[str, dict[str, Any]]] = [
+    ("create_run", {"task": "create_run"}),
+    ("log_metrics (train/*, new series)", {"task": "log_metrics", "part": "train", "epochs": 30}),
+    ("upload_checkpoint_1", {"task": "upload_checkpoint", "step": 10, "score": 0.6}),
+    ("upload_checkpoint_2", {"task": "upload_checkpoint", "step": 20, "score": 0.8}),
+    ("upload_checkpoint_3", {"task": "upload_checkpoint", "step": 29, "score": 0.7}),
+    ("log_val_metrics (val/*, new series)", {"task": "log_metrics", "part": "val", "epochs": 30}),
+    ("wait_for_val_accuracy (one poke)", {"task": "sensor"}),
+    ("stop_run", {"task": "stop_run"}),
+]
+EXTRA_TASKS: list[tuple[str, dict[str, Any]]] = [
+    ("log_metrics retried (30 points held)", {"task": "log_metrics", "part": "train", "epochs": 30}),
+    (
+        "log_metrics resumed (train/loss holds points, 30 new)",
+        {"task": "log_metrics", "part": "train", "epochs": 30, "first_epoch": 30, "series": 1},
+    ),
+]
+#: Requests per task of the same tasks before issue 15 (this benchmark with airflow_provider_neptune/hooks
+#: at commit 48b3bd0): total and budgeted.
+BEFORE: dict[str, tuple[int, int]] = {
+    "create_run": (20, 13),
+    "log_metrics (train/*, new series)": (25, 18),
+    "upload_checkpoint_1": (24, 17),
+    "upload_checkpoint_2": (25, 18),
+    "upload_checkpoint_3": (25, 18),
+    "log_val_metrics (val/*, new series)": (25, 18),
+    "wait_for_val_accuracy (one poke)": (15, 9),
+    "log_metrics retried (30 points held)": (24, 17),
+    "log_metrics resumed (train/loss holds points, 30 new)": (25, 18),
+    "stop_run": (22, 15),
+}
 # The sync point-by-point baseline sends one request per point; it is measured at these fractions
 # of the full step count and its requests and time extrapolated linearly to the full scale.
 SYNC_FRACTIONS = (0.02, 0.05)
@@ -94,6 +130,34 @@ def check_all(emu: Any, work: Path, measured: list[dict[str, Any]]) -> None:
         m["points"] = counts["points"]
 
 
+def pipeline_requests(emu: Any, work: Path) -> list[dict[str, Any]]:
+    """Run the pipeline's Neptune tasks for one run, each in a fresh process; requests by route per task."""
+    env = harness.worker_env(emu, work / "pipeline", AIRFLOW_CONN_NEPTUNE_DEFAULT=emu.airflow_conn_json())
+    rows: list[dict[str, Any]] = []
+    run_id = ""
+    for number, (label, params) in enumerate(PIPELINE_TASKS[:-1] + EXTRA_TASKS + PIPELINE_TASKS[-1:]):
+        spec = {**params, "run_id": run_id, "custom_run_id": "bench-pipeline-run"}
+        before = harness.stats(emu)
+        result = harness.run_worker(
+            "benchmarks.provider_client", "pipeline_task", spec, env, work / "pipeline" / f"t{number}.log"
+        )
+        routes = harness.route_deltas(before, harness.stats(emu))
+        run_id = run_id or str(result["out"])
+        budgeted = sum(n for route, n in routes.items() if route not in UNBUDGETED_ROUTES)
+        rows.append(
+            {
+                "label": label,
+                "in_dag": (label, params) in PIPELINE_TASKS,
+                "requests": sum(routes.values()),
+                "budgeted": budgeted,
+                "routes": routes,
+                "elapsed": float(result["elapsed"]),
+            }
+        )
+        print(f"   {label}: {sum(routes.values())} requests ({budgeted} budgeted) {routes}", flush=True)
+    return rows
+
+
 def run(opts: harness.Options) -> harness.Section:
     """Run every full-scale variant `reps` times, and the sync baseline at two smaller sizes."""
     steps = int(opts.pick(1000, 10_000))
@@ -120,6 +184,7 @@ def run(opts: harness.Options) -> harness.Section:
             sync[n] = measure(emu, work, "benchmarks.plain_client", "log_points", params, {}, f"sync{n}")
             print(f"   {APPEND_SYNC} at {n} steps: {json.dumps(sync[n])[:200]}", flush=True)
         check_all(emu, work, [m for runs in results.values() for m in runs] + list(sync.values()))
+        tasks = pipeline_requests(emu, work)
 
     points = [float(SERIES * n) for n in sync_steps]
     req_a, req_b = linear_fit(points, [float(sync[n]["requests"]) for n in sync_steps])
@@ -237,6 +302,7 @@ def run(opts: harness.Options) -> harness.Section:
     )
     lost = sum(r["lost"] + r["duplicates"] for runs in [*results.values(), list(sync.values())] for r in runs)
     section.verdict("every variant's data read back complete, no duplicates", f"{lost} bad points", lost == 0)
+    _pipeline_verdicts(section, tasks)
     section.note(
         "Wall time runs from run creation (`init_run` / `hook.create_run`) until the data is on the "
         "server (`stop()` returned / the operator verified delivery and stopped the handle); interpreter "
@@ -245,6 +311,48 @@ def run(opts: harness.Options) -> harness.Section:
         "series' last step before sending (resume) and after (verification)."
     )
     return section
+
+
+def _pipeline_verdicts(section: harness.Section, tasks: list[dict[str, Any]]) -> None:
+    """The per-task table and its two verdicts (halved per task; a resumed log task's budget)."""
+    section.table(
+        ["Task (fresh process each)", "Requests", "Budgeted", "Before (budgeted)", "Requests by route"],
+        [
+            [
+                t["label"],
+                str(t["requests"]),
+                str(t["budgeted"]),
+                f"{BEFORE[t['label']][0]} ({BEFORE[t['label']][1]})" if t["label"] in BEFORE else "",
+                ", ".join(f"{route} {n}" for route, n in t["routes"].items()),
+            ]
+            for t in tasks
+        ],
+    )
+    in_dag = [t for t in tasks if t["in_dag"]]
+    now = sum(t["requests"] for t in in_dag) / len(in_dag)
+    known = [t for t in in_dag if t["label"] in BEFORE]
+    before = sum(BEFORE[t["label"]][0] for t in known) / len(known) if known else float("nan")
+    section.verdict(
+        "requests per Neptune task of the training pipeline at least halved (mean over its 8 tasks)",
+        f"{now:.1f} vs {before:.1f} before ({harness.ratio(before, now):.2f}x fewer)",
+        bool(known) and now <= before / 2,
+        "opening a run costs the client's bootstrap in every task process (client config, token "
+        "exchange, project, run, its attributes, ping); create_run also searches the runs table",
+    )
+    resumed = next(t for t in tasks if t["label"].startswith("log_metrics resumed"))
+    section.verdict(
+        f"budgeted requests of a log task resuming a series <= {MAX_RESUMED_LOG_BUDGETED}",
+        f"{resumed['budgeted']} ({', '.join(f'{r} {n}' for r, n in resumed['routes'].items())})",
+        resumed["budgeted"] <= MAX_RESUMED_LOG_BUDGETED,
+    )
+    section.note(
+        "Per task: each of the training pipeline's Neptune tasks for one run (dags/neptune_training_pipeline"
+        ".py: its operators' execute(), the sensor's poke) in a fresh process, as an Airflow worker runs "
+        "it, plus a retried log task (every point already held) and a log task continuing a series that "
+        "has points (one series; each further series sent to adds one read-back page). 'Budgeted' "
+        "leaves out the API descriptions (swagger) and OAuth token refreshes, "
+        "which take no permit. 'Before' is the same task at commit 48b3bd0 (before issue 15)."
+    )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_neptune.exceptions import MetricInputError
+from airflow_provider_neptune.hooks.points import parse_number as _number  # the hook's rule, not a copy
 
 MAX_REPORTED_PROBLEMS = 20
 """How many bad points an error message lists (the total count is always given)."""
@@ -160,20 +161,6 @@ def collect_series(
         missing = sorted(set(series) - set(with_timestamps))
         raise MetricInputError(f"timestamps given for some series but not for {missing}")
     return series
-
-
-def _number(value: Any) -> float | None:
-    """Return ``value`` as a float if it is a real number or numeric text, else None."""
-    if isinstance(value, bool):
-        return None
-    try:
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            return float(value.strip())
-        return float(value) if hasattr(value, "__float__") else None
-    except (TypeError, ValueError, OverflowError):
-        return None
 
 
 def _timestamp(value: Any) -> float | None:

@@ -101,7 +101,7 @@ def make_backend(hook: NeptuneHook) -> RecordingBackend:
     from neptune.internal.credentials import Credentials
 
     settings = hook.settings
-    _ = hook.policy  # registers the server with the shared transport (budget, retries, counters)
+    hook.register_transport()  # registers the server with the shared transport (budget, retries, counters)
     return RecordingBackend(HostedNeptuneBackend(Credentials.from_token(settings.api_token)))
 
 

@@ -58,6 +58,17 @@ class DeliveryTracker:
     fatal: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     hooked_consumer: int | None = None
+    #: (when, float series -> last step) from the attribute list the client read opening the handle.
+    opening_series: tuple[float, dict[str, float | None]] | None = None
+    #: ``time.monotonic()`` when the hook opened the handle (its field list is that moment's).
+    opened_at: float = 0.0
+
+    def take_opening_series(self, since: float) -> dict[str, float | None] | None:
+        """The series read when the handle opened, once, and only if it opened after ``since``
+        (``time.monotonic()``): nothing this process sends through the handle can be missing from it."""
+        with self.lock:
+            kept, self.opening_series = self.opening_series, None
+        return kept[1] if kept is not None and kept[0] >= since else None
 
     def add_errors(self, errors: list[Any]) -> None:
         """Record operation errors (messages only)."""

@@ -20,6 +20,8 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_neptune.hooks.delivery import prepare_stop
+
 log = logging.getLogger(__name__)
 
 DEFAULT_CAPACITY = 8
@@ -39,7 +41,12 @@ class _Entry:
 class RunPool:
     """Thread-safe LRU pool of run handles, keyed by several aliases per run."""
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY, stop_seconds: float = DEFAULT_STOP_SECONDS) -> None:
+    def __init__(
+        self,
+        capacity: int = DEFAULT_CAPACITY,
+        stop_seconds: float = DEFAULT_STOP_SECONDS,
+        drain: Callable[[Any, float], Any] | None = None,
+    ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self.capacity = capacity
@@ -50,7 +57,7 @@ class RunPool:
         self._opening: dict[PoolKey, threading.Lock] = {}
         self._pid = os.getpid()
         #: Called as ``drain(run, seconds)`` before a handle is stopped (the hook waits for its queue).
-        self.drain: Callable[[Any, float], Any] | None = None
+        self.drain = drain
         self.opened = 0
         self.reused = 0
         self.closed = 0
@@ -213,5 +220,5 @@ class RunPool:
             self._stop(run, self.stop_seconds if seconds is None else seconds)
 
 
-#: The pool shared by every hook of this process.
-POOL = RunPool()
+#: The pool shared by every hook of this process; it waits for a handle's queue before stopping it.
+POOL = RunPool(drain=prepare_stop)

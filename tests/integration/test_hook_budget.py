@@ -30,7 +30,7 @@ def _worker(mode: str, storage: str, custom: str, env: dict[str, str], go: Any, 
     """One worker process: its own hook and budget handle, logging through the shared store."""
     os.environ.update(env)
     hook = NeptuneHook(mode=mode, rate_limit_per_second=RATE, rate_limit_storage=storage, retry_backoff=0.2)
-    _ = hook.policy
+    hook.register_transport()
     if not go.wait(120):
         raise SystemExit("no start signal")
     run_id = hook.create_run(custom_run_id=custom)

@@ -10,6 +10,7 @@ import pytest
 
 from airflow_provider_neptune.hooks.neptune import NeptuneHook
 from airflow_provider_neptune.hooks.run_pool import POOL
+from airflow_provider_neptune.hooks.series import last_step_by_points
 
 pytestmark = pytest.mark.integration
 MODES = ["sync", "async"]
@@ -110,8 +111,8 @@ def test_log_metrics_delivers_and_resumes_without_duplicates(neptune_hook_factor
         "missing/series": None,
     }
     with hook.get_run(run_id, mode="read-only") as reader:  # the fallback for servers without lastStep
-        assert hook._last_step_by_points(reader, "train/loss") == 22.0
-        assert hook._last_step_by_points(reader, "missing/series") is None
+        assert last_step_by_points(reader, "train/loss") == 22.0
+        assert last_step_by_points(reader, "missing/series") is None
     assert hook.fetch_field(run_id, "train/loss") == loss[-1]
     assert hook.counters["points"] >= 17
 

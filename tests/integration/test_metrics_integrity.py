@@ -17,6 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_neptune.exceptions import NeptuneDeliveryError, NeptuneStepConflictError
 from airflow_provider_neptune.hooks import delivery
 from airflow_provider_neptune.hooks.run_pool import POOL
+from airflow_provider_neptune.hooks.series import READ_PAGE
 from tests.helpers.run_metrics_support import context, series_points, use_emulator
 
 pytestmark = pytest.mark.integration
@@ -133,18 +134,23 @@ def test_the_read_back_after_sending_compares_values_not_only_the_last_step(
 def test_read_requests_grow_with_the_points_sent_and_the_overlap_read(neptune_hook_factory: Any) -> None:
     hook = neptune_hook_factory(mode="async")
     run_id = hook.create_run(custom_run_id=_cid())
-    values = [float(i % 97) for i in range(2500)]
+    size = READ_PAGE * 5 // 2
+    values = [float(i % 97) for i in range(size)]
     first = hook.log_metrics(run_id, {"big": values, "small": values[:3]})
-    # Resume check: one listing of all series. Read-back: 3 pages of "big", 1 of "small".
+    # Resume check: one listing of all series (the handle was opened before this call). Read-back:
+    # 3 pages of "big", 1 of "small".
     assert first["read_requests"] == 1 + 3 + 1
     POOL.close_all(seconds=10)
     retried = hook.log_metrics(run_id, {"big": values})
-    # Listing, then the 2,500 overlapping points (3 pages); nothing sent, nothing to read back.
-    assert (retried["points_skipped"], retried["points_sent"]) == (2500, 0)
-    assert retried["read_requests"] == 1 + 3
-    tail = hook.log_metrics(run_id, {"big": [*values[2400:], 1.0]}, steps=list(range(2400, 2501)))
-    # Listing; the overlap (steps 2400..2499) lies in the last page: the first page (which gives the
-    # count) shows it is further on, the last page holds it. Then the one new point: one page.
+    # The handle opens in this call: the client's own listing holds the last steps (no request).
+    # Then the overlapping points (3 pages); nothing sent, nothing to read back.
+    assert (retried["points_skipped"], retried["points_sent"]) == (size, 0)
+    assert retried["read_requests"] == 0 + 3
+    tail = hook.log_metrics(
+        run_id, {"big": [*values[size - 100 :], 1.0]}, steps=list(range(size - 100, size + 1))
+    )
+    # Listing (a pooled handle); the overlap (the last 100 steps) lies in the last page: the first page
+    # (which gives the count) shows it is further on, the last page holds it. Then the one new point.
     assert (tail["points_skipped"], tail["points_sent"]) == (100, 1)
     assert tail["read_requests"] == 1 + 2 + 1
 

@@ -6,15 +6,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from airflow_provider_neptune.hooks.neptune import _as_float_list
+from airflow_provider_neptune.hooks.points import as_float_list
 from airflow_provider_neptune.hooks.server_rules import bound_problem
 
 
 def test_the_edges_of_the_ranges_are_accepted() -> None:
     year_9999_end = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
-    assert _as_float_list("s", "timestamp", [0, year_9999_end]) == [0.0, year_9999_end]
-    assert _as_float_list("s", "step", [-(2**53), 2**53]) == [-(2.0**53), 2.0**53]
-    assert _as_float_list("s", "value", [1e308, -1e308]) == [1e308, -1e308]  # values: any finite float
+    assert as_float_list("s", "timestamp", [0, year_9999_end]) == [0.0, year_9999_end]
+    assert as_float_list("s", "step", [-(2**53), 2**53]) == [-(2.0**53), 2.0**53]
+    assert as_float_list("s", "value", [1e308, -1e308]) == [1e308, -1e308]  # values: any finite float
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,7 @@ def test_the_edges_of_the_ranges_are_accepted() -> None:
 )
 def test_bad_numbers_are_named_with_series_and_index(what: str, bad: object, expected: str) -> None:
     with pytest.raises(ValueError, match=r"series 'train/loss': \w+ at index 1 ") as info:
-        _as_float_list("train/loss", what, [0, bad])
+        as_float_list("train/loss", what, [0, bad])
     assert expected in str(info.value)
 
 

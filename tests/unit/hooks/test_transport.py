@@ -480,7 +480,7 @@ def test_the_hook_never_sets_oauthlib_insecure_transport(monkeypatch: pytest.Mon
     hook = NeptuneHook("no_such_conn_oauth", api_token=token, project="ws/p", rate_limit_per_second=0)
     monkeypatch.setattr(hook, "get_connection", lambda conn_id: None)
     try:
-        assert hook.policy is not None
+        assert hook.register_transport() is not None
         assert "OAUTHLIB_INSECURE_TRANSPORT" not in os.environ
     finally:
         transport.unregister(["http://127.0.0.1:5999"])
