@@ -63,9 +63,8 @@ def test_the_shared_pool_drains_handles_without_importing_the_hook() -> None:
 )
 def test_metric_inputs_and_the_hook_accept_the_same_values(value: object, ok: bool) -> None:
     from airflow_provider_neptune.core.metric_files import NO_TIMESTAMP
-
-    from airflow_provider_neptune.hooks.points import as_float_list
     from airflow_provider_neptune.core.metric_inputs import PointValidator
+    from airflow_provider_neptune.hooks.points import as_float_list
 
     accepted_by_inputs = PointValidator().check("s", value, 0.0, NO_TIMESTAMP) is not None
     try:
