@@ -159,15 +159,7 @@ def _value_test(kind: str | None, op: str, value: Any) -> tuple[str, tuple[Any, 
     return None
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+_number = nql._as_float  # the same numeric reading as the Python evaluator
 
 
 def _sql_op(op: str) -> str:
