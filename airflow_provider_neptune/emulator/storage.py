@@ -660,15 +660,21 @@ class Storage:
         return Attr(row["path"], row["type"], json.loads(row["value"])) if row else None
 
     def series_values(self, run_id: str, path: str, offset: int, limit: int) -> tuple[int, list[sqlite3.Row]]:
-        """(total count, points[offset:offset+limit]) of a series, in step order."""
+        """(total count, points[offset:offset+limit]) of a series, in step order.
+
+        A series' ``idx`` runs 0..count-1 (points are only appended, and a series is only cleared whole),
+        so both the count and the page are primary-key lookups: a read deep into a long series costs
+        what a read of its first page does.
+        """
         with self._lock:
             total = self._db.execute(
-                "SELECT COUNT(*) FROM points WHERE run_id=? AND path=?", (run_id, path)
+                "SELECT COALESCE(MAX(idx) + 1, 0) FROM points WHERE run_id=? AND path=?", (run_id, path)
             ).fetchone()[0]
+            start = max(offset, 0)
             rows = self._db.execute(
-                "SELECT step, value, ts_ms FROM points WHERE run_id=? AND path=?"
-                " ORDER BY idx LIMIT ? OFFSET ?",
-                (run_id, path, max(limit, 0), max(offset, 0)),
+                "SELECT step, value, ts_ms FROM points WHERE run_id=? AND path=? AND idx >= ? AND idx < ?"
+                " ORDER BY idx",
+                (run_id, path, start, start + max(limit, 0)),
             ).fetchall()
         return int(total), rows
 

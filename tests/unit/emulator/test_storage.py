@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,41 @@ def test_series_steps_must_strictly_increase(storage: Storage, run: RunRow) -> N
     assert (state.value["last"], state.value["lastStep"], state.value["min"]) == (0.125, 3, 0.125)
     _, page = storage.series_values(run.id, "m/loss", 1, 2)
     assert [r["step"] for r in page] == [1, 2]
+
+
+def _vm_steps(storage: Storage, read: Callable[[], object]) -> int:
+    """SQLite virtual-machine instructions (in units of 100) that ``read`` makes the store execute."""
+    steps = [0]
+
+    def tick() -> int:
+        steps[0] += 1
+        return 0
+
+    storage._db.set_progress_handler(tick, 100)
+    try:
+        read()
+    finally:
+        storage._db.set_progress_handler(None, 100)
+    return steps[0]
+
+
+def test_a_page_deep_in_a_long_series_costs_what_the_first_page_costs(storage: Storage, run: RunRow) -> None:
+    points = 30_000
+    for start in range(0, points, 10_000):
+        storage.execute_operations(
+            run, [{"path": "m/long", "logFloats": _log([(s, s / 2) for s in range(start, start + 10_000)])}]
+        )
+    storage.execute_operations(run, [{"path": "m/short", "logFloats": _log([(s, 1.0) for s in range(200)])}])
+    short = _vm_steps(storage, lambda: storage.series_values(run.id, "m/short", 100, 100))
+    first = _vm_steps(storage, lambda: storage.series_values(run.id, "m/long", 0, 100))
+    deep = _vm_steps(storage, lambda: storage.series_values(run.id, "m/long", points - 100, 100))
+    # Counting the series or skipping to the offset row by row costs ~ the series' length (150x here).
+    assert max(first, deep) <= 2 * short + 5, (short, first, deep)
+    total, rows = storage.series_values(run.id, "m/long", points - 3, 100)
+    assert total == points
+    assert [(r["step"], r["value"]) for r in rows] == [(s, s / 2) for s in range(points - 3, points)]
+    assert storage.series_values(run.id, "m/long", points, 10) == (points, [])
+    assert storage.series_values(run.id, "m/none", 0, 10) == (0, [])
 
 
 def test_string_series_sets_and_deletion(storage: Storage, run: RunRow) -> None:
