@@ -12,11 +12,13 @@ time, the emulator's request count, requests per run and per changed run, by rou
 peak memory growth. A final dry run and a plain-client read-back of sample runs check that exactly the
 expected checkpoints remain. A second emulator holds 10,000 runs (quick: 200) for a dry-run plan whose
 peak memory is compared with the 500-run plan's: the plan streams the runs table page by page. A
-second apply over all runs must delete nothing and send no executeOperations.
+second apply over all runs must delete nothing and send no executeOperations. A third emulator holds
+5,000 runs (quick: 48) for one apply over all of them, a second apply and a sampled read-back: the
+request and exact-deletion verdicts must hold at that scale too.
 
-Scales can be changed with BENCH_RETENTION_RUNS (default 500, quick 24) and BENCH_RETENTION_PLAN_RUNS
-(default 10000, quick 200; 0 skips that step), e.g. ``BENCH_RETENTION_RUNS=5000 python -m benchmarks
---only retention``.
+Scales can be changed with BENCH_RETENTION_RUNS (default 500, quick 24), BENCH_RETENTION_PLAN_RUNS
+(default 10000, quick 200) and BENCH_RETENTION_LARGE_RUNS (default 5000, quick 48); 0 skips the last
+two steps, e.g. ``BENCH_RETENTION_LARGE_RUNS=0 python -m benchmarks --only retention``.
 """
 
 from __future__ import annotations
@@ -152,17 +154,55 @@ def plan_memory(work: Path, runs: int) -> tuple[dict[str, Any], dict[str, Any]]:
         return page, operate(emu, work, f"plan-memory{runs}", "all", dry_run=True)
 
 
+def large_apply(work: Path, runs: int) -> dict[str, Any]:
+    """Seed ``runs`` runs into a third emulator; apply over all, apply again, read back a sample."""
+    data = work / "large-data"
+    seeded = seed_store(data, runs, [["all", -1]], [])
+    print(f"   large step: seeded {runs} runs in {seeded['seconds']:.1f} s", flush=True)
+    with harness.emulator(data_dir=data) as emu:
+        apply = operate(emu, work, f"large-apply{runs}", "all", dry_run=False)
+        final = operate(emu, work, f"large-final{runs}", "all", dry_run=False)
+        mismatched = sampled_mismatches(emu, work / "large-readback", seeded["run_ids"], runs)
+    return {"seed": seeded, "apply": apply, "final": final, "mismatched": mismatched}
+
+
+def sampled_mismatches(emu: Any, work: Path, run_ids: dict[int, str], runs: int) -> list[int]:
+    """Sampled runs whose checkpoint steps (plain-client read-back) are not exactly top k + last."""
+    sample = sample_of(runs)
+    readback = harness.run_worker(
+        "benchmarks.plain_client",
+        "checkpoint_steps",
+        {"run_ids": [run_ids[i] for i in sample], "namespace": "checkpoints"},
+        harness.worker_env(emu, work),
+        work / "worker.log",
+    )
+    return [i for i in sample if set(readback["steps"].get(run_ids[i], [])) != expected_kept(i)]
+
+
+def sample_of(runs: int) -> list[int]:
+    """SAMPLE run indexes spread evenly over ``runs``."""
+    return list(range(runs))[:: max(1, runs // SAMPLE)][:SAMPLE]
+
+
+def deleted_expected_for(runs: int) -> int:
+    """Checkpoints retention must delete from ``runs`` seeded runs."""
+    return sum(CHECKPOINTS - len(expected_kept(i)) for i in range(runs))
+
+
 def run(opts: harness.Options) -> harness.Section:
     """Seed, plan at three scales, apply over two disjoint groups, verify; then the large plan's memory."""
     runs = _scale("BENCH_RETENTION_RUNS", 24, 500, opts)
     memory_runs = _scale("BENCH_RETENTION_PLAN_RUNS", 200, 10_000, opts)
+    large_runs = _scale("BENCH_RETENTION_LARGE_RUNS", 48, 5_000, opts)
     quarter, half = runs // 4, runs // 2
     section = harness.Section(
         NAME,
         harness.TITLES[NAME],
         opts,
         scale=f"{runs:,} runs x {CHECKPOINTS} checkpoints of {FILE_SIZE} bytes; keep top {KEEP_TOP_K} "
-        f"+ last; " + (f"plan memory at {memory_runs:,} runs" if memory_runs else "plan memory step skipped"),
+        f"+ last; "
+        + (f"plan memory at {memory_runs:,} runs" if memory_runs else "plan memory step skipped")
+        + (f"; apply at {large_runs:,} runs" if large_runs else "; large apply step skipped"),
     )
     tags = [[f"upto{quarter}", quarter], [f"upto{half}", half], ["all", -1]]
     range_tags = [["group_a", 0, quarter], ["group_b", quarter, runs]]
@@ -180,19 +220,13 @@ def run(opts: harness.Options) -> harness.Section:
                 for n, selection in ((quarter, "group_a"), (runs - quarter, "group_b"))
             }
             final = operate(emu, work, "final", "all", dry_run=False)
-            sample = sorted(seeded["run_ids"])[:: max(1, runs // SAMPLE)][:SAMPLE]
-            readback = harness.run_worker(
-                "benchmarks.plain_client",
-                "checkpoint_steps",
-                {"run_ids": [seeded["run_ids"][i] for i in sample], "namespace": "checkpoints"},
-                harness.worker_env(emu, work / "readback"),
-                work / "readback" / "worker.log",
-            )
+            mismatched = sampled_mismatches(emu, work / "readback", seeded["run_ids"], runs)
         page, memory = plan_memory(work, memory_runs) if memory_runs else (None, None)
+        large = large_apply(work, large_runs) if large_runs else None
     print(f"   plans: {json.dumps({n: p['summary'] for n, p in plans.items()})[:600]}", flush=True)
     print(f"   applies: {json.dumps({n: a['summary'] for n, a in applies.items()})[:600]}", flush=True)
 
-    deleted_expected = sum(CHECKPOINTS - len(expected_kept(i)) for i in range(runs))
+    deleted_expected = deleted_expected_for(runs)
     rows = [["seed (setup: in-process into the store)", f"{runs:,}", f"{seeded['seconds']:.1f} s",
              f"{seeded['seconds'] / runs * 1000:.0f} ms", "0", "", "", "", "", ""]]  # fmt: skip
     steps = [("plan (dry run)", n, r) for n, r in plans.items()]
@@ -201,6 +235,13 @@ def run(opts: harness.Options) -> harness.Section:
     if page is not None and memory is not None:
         steps.append(("plan (dry run), memory step: one page", PAGE_RUNS, page))
         steps.append(("plan (dry run), memory step: all", memory_runs, memory))
+    if large is not None:
+        rows.append(
+            ["large step: seed (in-process)", f"{large_runs:,}", f"{large['seed']['seconds']:.1f} s",
+             f"{large['seed']['seconds'] / large_runs * 1000:.0f} ms", "0", "", "", "", "", ""]
+        )  # fmt: skip
+        steps.append(("large step: apply", large_runs, large["apply"]))
+        steps.append(("large step: second apply (nothing left)", large_runs, large["final"]))
     for label, n, result in steps:
         summary = result["summary"]
         rows.append(
@@ -241,6 +282,10 @@ def run(opts: harness.Options) -> harness.Section:
     ]
     if memory is not None:
         route_rows.append([f"plan {memory_runs}", ", ".join(f"{r} {n}" for r, n in memory["routes"].items())])
+    if large is not None:
+        route_rows.append(
+            [f"apply {large_runs}", ", ".join(f"{r} {n}" for r, n in large["apply"]["routes"].items())]
+        )
     section.table(["Step", "Requests by route (emulator)"], route_rows)
 
     plan_time = plans[runs]["seconds"]
@@ -262,14 +307,18 @@ def run(opts: harness.Options) -> harness.Section:
         "" if linear else "requests per run grow with the number of runs",
     )
     # Apply: budgeted requests per run whose checkpoints change, beyond the task's one-off start-up.
-    per_changed = {n: per_changed_run(a) for n, a in applies.items()}
+    apply_results = dict(applies)
+    if large is not None:
+        apply_results[large_runs] = large["apply"]
+    per_changed = {n: per_changed_run(a) for n, a in apply_results.items()}
     ok = all(v <= APPLY_PER_CHANGED_RUN_TARGET for v in per_changed.values())
     section.verdict(
         f"apply: at most {APPLY_PER_CHANGED_RUN_TARGET:g} budgeted requests per run whose checkpoints "
         f"change (beyond the task's start-up: {', '.join(STARTUP_ROUTES)})",
         ", ".join(
-            f"{n} runs: {budgeted(applies[n]['routes']):,} budgeted ({per_changed[n]:.2f}/changed run)"
-            for n in sorted(applies)
+            f"{n:,} runs: {budgeted(apply_results[n]['routes']):,} budgeted "
+            f"({per_changed[n]:.2f}/changed run)"
+            for n in sorted(apply_results)
         ),
         ok,
         "" if ok else "requests per changed run",
@@ -283,16 +332,30 @@ def run(opts: harness.Options) -> harness.Section:
     )
     deleted = sum(int(a["summary"].get("checkpoints_deleted", 0)) for a in applies.values())
     left = int(final["summary"].get("checkpoints_deleted", -1))
-    mismatched = [
-        i for i in sample if set(readback["steps"].get(seeded["run_ids"][i], [])) != expected_kept(i)
-    ]
     exact = deleted == deleted_expected and left == 0 and not mismatched
+    sampled = len(sample_of(runs))
     section.verdict(
         "exactly the expected checkpoints deleted (operator summary, second apply, plain-client read-back)",
         f"deleted {deleted:,} of {deleted_expected:,} expected; a second apply deletes {left}; "
-        f"{len(sample) - len(mismatched)}/{len(sample)} sampled runs hold exactly top {KEEP_TOP_K} + last",
+        f"{sampled - len(mismatched)}/{sampled} sampled runs hold exactly top {KEEP_TOP_K} + last",
         exact,
     )
+    if large is not None:
+        large_deleted = int(large["apply"]["summary"].get("checkpoints_deleted", 0))
+        large_expected = deleted_expected_for(large_runs)
+        large_left = int(large["final"]["summary"].get("checkpoints_deleted", -1))
+        large_unchanged = large["final"]["routes"].get("executeOperations", 0)
+        large_sampled = len(sample_of(large_runs))
+        large_exact = large_deleted == large_expected and large_left == large_unchanged == 0
+        large_exact = large_exact and not large["mismatched"]
+        section.verdict(
+            f"at {large_runs:,} runs: exactly the expected checkpoints deleted, and a second apply sends "
+            "no executeOperations",
+            f"deleted {large_deleted:,} of {large_expected:,} expected; a second apply deletes {large_left} "
+            f"with {large_unchanged} executeOperations; {large_sampled - len(large['mismatched'])}/"
+            f"{large_sampled} sampled runs hold exactly top {KEEP_TOP_K} + last",
+            large_exact,
+        )
     if page is not None and memory is not None:
         small, large = page["peak_growth"], memory["peak_growth"]
         ratio = large / small if small else float("inf")

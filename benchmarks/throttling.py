@@ -27,7 +27,9 @@ SERIES = 2
 LIMIT = 20.0
 MAX_429_SHARE = 0.01
 MAX_OVERSHOOT = 0.05
-MIN_UTILISATION = 0.80
+MIN_UTILISATION = 0.85
+#: The most of the budget the limiter hands out: 20 permits per (1 s + its 100 ms margin).
+LIMITER_CEILING = 1000 / 1100
 WINDOW = 5
 #: Share of a second that permit waits must cover for it to count as "work waiting for the budget".
 QUEUED_COVERAGE = 0.95
@@ -283,14 +285,13 @@ def run(opts: harness.Options) -> harness.Section:
             peak <= LIMIT * (1 + MAX_OVERSHOOT),
         )
         section.verdict(
-            f"{short}: >= 80% of the budget used while work remains",
+            f"{short}: >= {MIN_UTILISATION * 100:.0f}% of the budget used while work remains",
             f"{util * 100:.0f}%",
             util >= MIN_UTILISATION,
-            ""
-            if util >= MIN_UTILISATION
-            else "the limiter spaces permits over 1.1 s per 20 (91% of the budget at best); below that, "
-            "seconds in which no process had a request to send (compare the column of seconds with "
-            "requests queued for a permit, and the CPU share) - see the per-second timeline",
+            f"the limiter's 100 ms window margin: 20 permits per 1.1 s, {LIMITER_CEILING * 100:.0f}% of the "
+            "budget at best (a 50 ms margin drew 429s, see below); the rest is seconds in which no process "
+            "had a request to send (compare the seconds with requests queued for a permit, and the "
+            "per-second timeline)",
         )
         section.verdict(f"{short}: zero points lost or duplicated (read back)", f"{bad} bad points", bad == 0)
     section.note(
@@ -305,7 +306,12 @@ def run(opts: harness.Options) -> harness.Section:
         "permit (each worker records its waits): there the budget, not the clients, set the pace. "
         "Spec documents, OAuth token refreshes and websocket handshakes take no permit (the server "
         "does not count them against its limit); the 'all requests' column includes them. The "
-        "plain client retries 429s itself (it reads only the first digit of Retry-After)."
+        "plain client retries 429s itself (it reads only the first digit of Retry-After). Why the "
+        "margin is 100 ms: with WINDOW_MARGIN_MS = 50 (a 95% ceiling) this benchmark drew 429s for "
+        "20% (file) and 22% (Redis) of the requests on this 2-core host (2026-12-01, one run): "
+        "between a permit and the server's count a request waits for its process to be scheduled "
+        "and for the emulator to finish the request before it, and that delay varies by more than "
+        "50 ms here."
     )
     return section
 

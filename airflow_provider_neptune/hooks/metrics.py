@@ -20,8 +20,12 @@ from airflow_provider_neptune.hooks.server_rules import counter_delta
 
 #: Points per ``extend()`` call (the client splits them into operations of 100 points).
 EXTEND_BATCH = 1000
-#: Series read back at once after sending.
+#: Series read back at once after sending, when there is much to read.
 READ_BACK_THREADS = 4
+#: Fewer points sent than this are read back in the caller's thread: parallel reads save little on a
+#: page or two per series, and every call that starts threads grows the process (each thread gets a
+#: malloc arena; a 20 MB metric file logged in 46 chunks peaked 12 MB higher with threads).
+PARALLEL_READ_POINTS = 50_000
 #: Per series: (values, steps, timestamps or None), validated.
 Plan = dict[str, tuple[list[float], list[float], list[float] | None]]
 
@@ -240,7 +244,8 @@ class MetricLogging(SeriesReads):
 
         One request per READ_PAGE points added to a series (at least one per series sent to); without
         counts from before sending (``resume=False``) the steps sent are found by a binary search.
-        Up to READ_BACK_THREADS series are read at once (the server's work and the decoding overlap).
+        Up to READ_BACK_THREADS series are read at once (the server's work and the decoding overlap)
+        when PARALLEL_READ_POINTS or more were sent.
         Returns the server's last step per series and what each series lacks.
         """
 
@@ -255,9 +260,13 @@ class MetricLogging(SeriesReads):
                 return added, reader.last_step(), reader.requests
 
         sent = [(path, values, step_list) for path, (values, step_list, _) in plan.items() if step_list]
-        with ThreadPoolExecutor(max_workers=max(1, min(READ_BACK_THREADS, len(sent)))) as pool:
-            reads = [pool.submit(read, path, step_list) for path, _, step_list in sent]
-            results = [future.result() for future in reads]
+        threads = min(READ_BACK_THREADS, len(sent))
+        if threads > 1 and sum(len(step_list) for _, _, step_list in sent) >= PARALLEL_READ_POINTS:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                reads = [pool.submit(read, path, step_list) for path, _, step_list in sent]
+                results = [future.result() for future in reads]
+        else:
+            results = [read(path, step_list) for path, _, step_list in sent]
         last_steps: dict[str, float | None] = {path: known.get(path) for path in plan}
         shortfalls: dict[str, delivery.Shortfall] = {}
         for (path, values, step_list), (added, last_step, used) in zip(sent, results, strict=True):

@@ -202,3 +202,56 @@ def test_an_overlap_in_the_middle_of_a_long_series_is_found_by_a_search(neptune_
         f"1 point(s) not on the server with the value sent (first: step 2507 (server has {values[2507]!r}"
         in (str(info.value))
     )
+
+
+@pytest.mark.parametrize("parallel_from", [0, 10**9])
+def test_the_read_back_uses_threads_only_for_large_sends_and_catches_a_wrong_value_either_way(
+    neptune_hook_factory: Any, neptune_emulator: Any, monkeypatch: pytest.MonkeyPatch, parallel_from: int
+) -> None:
+    import threading
+
+    import neptune
+
+    from airflow_provider_neptune.hooks import metrics, series
+
+    monkeypatch.setattr(metrics, "PARALLEL_READ_POINTS", parallel_from)
+    readers: set[int] = set()
+    fetch = series.SeriesReader._fetch
+
+    def recorded(self: Any, offset: int, limit: int) -> Any:
+        readers.add(threading.get_ident())
+        return fetch(self, offset, limit)
+
+    monkeypatch.setattr(series.SeriesReader, "_fetch", recorded)
+    hook = neptune_hook_factory(mode="async")
+    run_id = hook.create_run(custom_run_id=_cid())
+    paths = [f"s{i}" for i in range(4)]
+    hook.log_metrics(run_id, {path: [0.0] for path in paths}, steps=[0])
+    readers.clear()
+    monkeypatch.setattr(delivery.DeliveryTracker, "take_errors", lambda self: [])
+
+    def other_task_writes_first(done: int, total: int) -> None:
+        if done == 0:  # another writer takes step 1 of one series with another value
+            with neptune.init_run(
+                with_id=run_id,
+                project=neptune_emulator.project,
+                api_token=neptune_emulator.api_token,
+                mode="sync",
+                capture_hardware_metrics=False,
+                capture_stdout=False,
+                capture_stderr=False,
+                git_ref=False,
+                source_files=[],
+            ) as other:
+                other["s2"].extend([9.0], steps=[1])
+
+    with pytest.raises(NeptuneDeliveryError) as info:
+        hook.log_metrics(run_id, {path: [1.0] for path in paths}, steps=[1], progress=other_task_writes_first)
+    assert "s2: 1 point(s) not on the server with the value sent" in str(info.value)
+    assert set(info.value.missing) == {"s2"}
+    main = threading.get_ident()
+    if parallel_from:
+        assert readers == {main}
+    else:
+        assert main not in readers
+        assert len(readers) >= 1
