@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_neptune.hooks.delivery import real_processor
 from airflow_provider_neptune.hooks.neptune import NeptuneHook
 from airflow_provider_neptune.operators.artifacts import NeptuneUploadArtifactOperator
 from airflow_provider_neptune.operators.sync import LOCK_NAME, NeptuneSyncOperator
@@ -103,6 +104,10 @@ def test_unsent_async_queue_is_synced_once_and_live_queues_are_left_alone(
     sys_id = child.stdout.strip().splitlines()[-1]
 
     live = plain_run(neptune_emulator, mode="async", flush_period=3600)
+    # Its sending thread is held (the client's own pause, which returns once the thread is idle), so
+    # this process's queue surely holds an unsent operation while the sync runs.
+    processor = real_processor(live)
+    processor.pause()
     try:
         live["progress"] = 0.5
         live.wait(disk_only=True)
@@ -112,6 +117,7 @@ def test_unsent_async_queue_is_synced_once_and_live_queues_are_left_alone(
         assert len(report["left"]["in_use"]) == 1
         assert f"process {os.getpid()}" in report["left"]["in_use"][0]
     finally:
+        processor.resume()
         live.stop()
 
     run = plain_run(neptune_emulator, with_id=sys_id, mode="read-only")
