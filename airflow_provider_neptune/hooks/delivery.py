@@ -223,7 +223,23 @@ def wait_drained(run: Any, timeout: float) -> DrainResult:
         if time.monotonic() - woke > 1.0:
             consumer.wake_up()  # the thread sleeps flush_period between batches; keep it busy
             woke = time.monotonic()
+        _wait_for_ack(run, processor)
+
+
+def _wait_for_ack(run: Any, processor: Any) -> None:
+    """Sleep until the client's thread acknowledges its whole queue, or at most ``_POLL_SECONDS``.
+
+    The thread notifies the processor's condition (which shares the run's lock) when it has sent
+    everything queued; waiting on it ends the wait as the last batch lands instead of up to a poll
+    interval later. A client without that condition is polled.
+    """
+    condition = getattr(processor, "_waiting_cond", None)
+    if condition is None:
         time.sleep(_POLL_SECONDS)
+        return
+    with condition:
+        if pending_operations(run):  # checked under the lock the thread acknowledges under
+            condition.wait(_POLL_SECONDS)
 
 
 @dataclass
