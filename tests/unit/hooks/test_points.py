@@ -42,3 +42,32 @@ def test_bound_problem_says_what_the_range_is() -> None:
     assert "2**53" in (bound_problem("step", 2.0**53 * 2) or "")
     assert "9999-12-31" in (bound_problem("timestamp", 1e12) or "")
     assert bound_problem("value", 1e300) is None
+
+
+@pytest.mark.parametrize(
+    ("what", "bad", "expected"),
+    [
+        ("step", -(2.0**54), "out of range"),
+        ("step", float("inf"), "is not finite"),
+        ("timestamp", -0.5, "out of range"),
+        ("value", float("nan"), "is not finite"),
+        ("value", float("-inf"), "is not finite"),
+    ],
+)
+def test_a_list_of_floats_is_checked_as_strictly_as_any_other(what: str, bad: float, expected: str) -> None:
+    # All floats: the quick whole-list check must still refuse, and name the index of the bad one.
+    with pytest.raises(ValueError, match=r"series 's': \w+ at index 2 ") as info:
+        as_float_list("s", what, [1.0, 2.0, bad, 3.0])
+    assert expected in str(info.value)
+
+
+def test_a_list_of_good_floats_comes_back_as_a_new_equal_list() -> None:
+    class Tagged(float):
+        """A float subclass: converted to a plain float like any other number."""
+
+    values = [0.5, 1e300, -2.0]
+    out = as_float_list("s", "value", values)
+    assert out == values
+    assert out is not values
+    converted = as_float_list("s", "step", [Tagged(1.0), 2.0])
+    assert [type(v) for v in converted] == [float, float]
