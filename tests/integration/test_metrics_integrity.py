@@ -95,10 +95,26 @@ def test_floats_compare_exactly_after_the_round_trip(
         hook.log_metrics(run_id, {"f": nudged})
 
 
+def _other_writer(neptune_emulator: Any, run_id: str) -> Any:
+    """Another process's handle on the run (plain client, sync): a concurrent writer."""
+    import neptune
+
+    return neptune.init_run(
+        with_id=run_id,
+        project=neptune_emulator.project,
+        api_token=neptune_emulator.api_token,
+        mode="sync",
+        capture_hardware_metrics=False,
+        capture_stdout=False,
+        capture_stderr=False,
+        git_ref=False,
+        source_files=[],
+    )
+
+
 def test_the_read_back_after_sending_compares_values_not_only_the_last_step(
     neptune_hook_factory: Any, neptune_emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import neptune
 
     hook = neptune_hook_factory(mode="async")
     run_id = hook.create_run(custom_run_id=_cid())
@@ -108,17 +124,7 @@ def test_the_read_back_after_sending_compares_values_not_only_the_last_step(
 
     def other_task_writes_first(done: int, total: int) -> None:
         if done == 0:  # after the resume check, before this call sends: another writer takes steps 1..5
-            with neptune.init_run(
-                with_id=run_id,
-                project=neptune_emulator.project,
-                api_token=neptune_emulator.api_token,
-                mode="sync",
-                capture_hardware_metrics=False,
-                capture_stdout=False,
-                capture_stderr=False,
-                git_ref=False,
-                source_files=[],
-            ) as other:
+            with _other_writer(neptune_emulator, run_id) as other:
                 other["m"].extend([9.0] * 5, steps=[1, 2, 3, 4, 5])
 
     with pytest.raises(NeptuneDeliveryError) as info:
@@ -210,8 +216,6 @@ def test_the_read_back_uses_threads_only_for_large_sends_and_catches_a_wrong_val
 ) -> None:
     import threading
 
-    import neptune
-
     from airflow_provider_neptune.hooks import metrics, series
 
     monkeypatch.setattr(metrics, "PARALLEL_READ_POINTS", parallel_from)
@@ -232,17 +236,7 @@ def test_the_read_back_uses_threads_only_for_large_sends_and_catches_a_wrong_val
 
     def other_task_writes_first(done: int, total: int) -> None:
         if done == 0:  # another writer takes step 1 of one series with another value
-            with neptune.init_run(
-                with_id=run_id,
-                project=neptune_emulator.project,
-                api_token=neptune_emulator.api_token,
-                mode="sync",
-                capture_hardware_metrics=False,
-                capture_stdout=False,
-                capture_stderr=False,
-                git_ref=False,
-                source_files=[],
-            ) as other:
+            with _other_writer(neptune_emulator, run_id) as other:
                 other["s2"].extend([9.0], steps=[1])
 
     with pytest.raises(NeptuneDeliveryError) as info:
