@@ -619,10 +619,31 @@ class NeptuneApi(ManagementApi):
         )
 
     def getFloatSeriesValues(self, call: Call) -> Response:
-        """A page of float series points (offset, limit) in step order."""
-        total, rows = self._series_values(call, "floatSeries")
-        values = [{"timestampMillis": r["ts_ms"], "step": r["step"], "value": r["value"]} for r in rows]
-        return JSONResponse({"totalItemCount": total, "values": values})
+        """A page of float series points (offset, limit) in step order.
+
+        The JSON is written directly: steps and values are finite floats (the store refuses others)
+        and ``repr`` is what ``json.dumps`` writes for a float, so the text is the same, made in half
+        the time of building 10,000 dicts and encoding them.
+        """
+        run, attr = self._field(call, "floatSeries")
+        total, rows = self.storage.series_tuples(
+            run.id, attr.path, call.int_arg("offset", 0), min(call.int_arg("limit", 1000), 10000)
+        )
+        try:
+            steps_values = [(float(step), float(value), int(ts)) for step, value, ts in rows]
+        except (TypeError, ValueError):
+            steps_values = []
+        if len(steps_values) != len(rows) or not all(
+            math.isfinite(step) and math.isfinite(value) for step, value, _ in steps_values
+        ):  # only data stored by older versions: the general path sends such values as null
+            values = [{"timestampMillis": ts, "step": step, "value": value} for step, value, ts in rows]
+            return JSONResponse({"totalItemCount": total, "values": values})
+        points = ",".join(
+            f'{{"timestampMillis":{ts},"step":{step!r},"value":{value!r}}}'
+            for step, value, ts in steps_values
+        )
+        body = f'{{"totalItemCount":{int(total)},"values":[{points}]}}'
+        return Response(body.encode(), media_type="application/json")
 
     def getStringSeriesValues(self, call: Call) -> Response:
         """A page of string series points (offset, limit) in step order."""

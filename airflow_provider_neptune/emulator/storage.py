@@ -666,12 +666,25 @@ class Storage:
         so both the count and the page are primary-key lookups: a read deep into a long series costs
         what a read of its first page does.
         """
+        return self._series_page(run_id, path, offset, limit, sqlite3.Row)
+
+    def series_tuples(
+        self, run_id: str, path: str, offset: int, limit: int
+    ) -> tuple[int, list[tuple[Any, ...]]]:
+        """:meth:`series_values` as plain (step, value, ts_ms) tuples: half the cost of Rows."""
+        return self._series_page(run_id, path, offset, limit, None)
+
+    def _series_page(
+        self, run_id: str, path: str, offset: int, limit: int, row_factory: Any
+    ) -> tuple[int, list[Any]]:
         with self._lock:
             total = self._db.execute(
                 "SELECT COALESCE(MAX(idx) + 1, 0) FROM points WHERE run_id=? AND path=?", (run_id, path)
             ).fetchone()[0]
             start = max(offset, 0)
-            rows = self._db.execute(
+            cursor = self._db.cursor()
+            cursor.row_factory = row_factory
+            rows = cursor.execute(
                 "SELECT step, value, ts_ms FROM points WHERE run_id=? AND path=? AND idx >= ? AND idx < ?"
                 " ORDER BY idx",
                 (run_id, path, start, start + max(limit, 0)),

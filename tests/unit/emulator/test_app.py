@@ -233,3 +233,32 @@ def test_stats_report_the_process_cpu_time_spent_on_requests(client: TestClient,
     second = control.get("/_emulator/stats").json()
     assert second["requests_total"] == first["requests_total"] + 20
     assert second["process_cpu_seconds"] > before
+
+
+def test_a_float_series_page_is_the_json_a_generic_encoder_writes(
+    app: EmulatorApp, client: TestClient
+) -> None:
+    # The route writes its JSON by hand; it must be byte for byte what json.dumps makes of the points.
+    headers = _bearer(app, client)
+    run = app.storage.create_run(app.storage.ensure_project("ws/proj"))[0]
+    tricky = [0.1, 1 / 3, 1e22, 1e-300, -0.0, 2.0**53, -1.7e308, 5e-324, 123456789.125]
+    entries = [
+        {"step": float(i) / 4, "value": v, "timestampMilliseconds": 1000 + i} for i, v in enumerate(tricky)
+    ]
+    errors, _, _ = app.storage.execute_operations(run, [{"path": "m", "logFloats": {"entries": entries}}])
+    assert errors == []
+    response = client.get(
+        f"{LB}/attributes/series/float?experimentId={run.id}&attribute=m&offset=1", headers=headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    expected = {
+        "totalItemCount": len(tricky),
+        "values": [
+            {"timestampMillis": 1000 + i, "step": float(i) / 4, "value": v}
+            for i, v in enumerate(tricky)
+            if i >= 1
+        ],
+    }
+    assert response.content == json.dumps(expected, separators=(",", ":")).encode()
+    assert [p["value"] for p in response.json()["values"]] == tricky[1:]
