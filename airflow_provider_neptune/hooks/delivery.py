@@ -98,6 +98,15 @@ def consumer_of(run: Any) -> Any:
     return getattr(real_processor(run), "_consumer", None)
 
 
+def consumer_alive(consumer: Any) -> bool:
+    """Whether an async thread still sends: alive and in its working loop.
+
+    The thread marks itself stopped just before it ends, so ``is_alive()`` alone can still be True
+    for a thread that has died of an error.
+    """
+    return bool(consumer.is_alive() and consumer.is_running())
+
+
 def tracker_of(run: Any) -> DeliveryTracker:
     """The tracker of a run handle, attached (and the async consumer wrapped) on first use."""
     tracker: DeliveryTracker | None = getattr(run, _TRACKER_ATTR, None)
@@ -215,7 +224,7 @@ def wait_drained(run: Any, timeout: float) -> DrainResult:
     woke = time.monotonic()
     while True:
         pending = pending_operations(run)
-        alive = consumer.is_alive() and consumer.is_running()
+        alive = consumer_alive(consumer)
         if pending == 0:
             return DrainResult(True, 0, alive, time.monotonic() - start)
         if not alive or time.monotonic() >= deadline:

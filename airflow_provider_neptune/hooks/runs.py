@@ -264,7 +264,7 @@ class RunHandles(ServerChecks):
             return delivery.verify_delivery(run, **kwargs)
         except NeptuneDeliveryError:
             consumer = delivery.consumer_of(run)
-            if consumer is not None and not consumer.is_alive() and POOL.remove(run):
+            if consumer is not None and not delivery.consumer_alive(consumer) and POOL.remove(run):
                 # Its queue stays on disk (named in the error); a later call opens a fresh handle.
                 try:
                     run.stop(seconds=1)

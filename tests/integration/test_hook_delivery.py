@@ -37,11 +37,19 @@ def test_operation_error_fails_the_call_with_a_clear_message(neptune_hook_factor
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.parametrize("still_exiting", [False, True], ids=["thread gone", "thread still exiting"])
 def test_killed_async_thread_fails_the_call_and_names_the_queue_on_disk(
-    neptune_hook_factory: Any, neptune_emulator: Any
+    neptune_hook_factory: Any, neptune_emulator: Any, monkeypatch: pytest.MonkeyPatch, still_exiting: bool
 ) -> None:
+    from airflow_provider_neptune.hooks import delivery
+
     hook = neptune_hook_factory(mode="async")
     run_id = hook.create_run(custom_run_id=_cid())
+    if still_exiting:
+        # The dying thread marks itself stopped a moment before it ends; a check in that moment still
+        # sees it alive. Hold it in that moment: the handle must be dropped all the same.
+        with hook.get_run(run_id) as run:
+            monkeypatch.setattr(delivery.consumer_of(run), "is_alive", lambda: True)
     # One HTTP 400 on executeOperations kills the client's async thread (it logs, nothing raises).
     neptune_emulator.set_faults(fail_next={"route": "executeOperations", "status": 400, "count": 1})
     with pytest.raises(NeptuneDeliveryError) as info:
