@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_neptune.exceptions import MetricInputError
+from airflow_provider_neptune.hooks.points import finite_floats, strictly_increasing
 from airflow_provider_neptune.hooks.points import parse_number as _number  # the hook's rule, not a copy
 
 MAX_REPORTED_PROBLEMS = 20
@@ -350,6 +351,23 @@ class _ChunkBuilder:
         return batch
 
 
+def _plain_series(raw: RawSeries) -> tuple[list[float], list[float]] | None:
+    """(values, steps) of a series that passes every rule of :class:`PointValidator`, checked in
+    whole-list passes; None when it has timestamps or anything but finite plain numbers in strictly
+    increasing steps (then the point-by-point check names each bad point)."""
+    if raw.timestamps is not None:
+        return None
+    values = finite_floats(raw.values)
+    if values is None:
+        return None
+    if raw.steps is None:
+        return values, [float(index) for index in range(len(values))]
+    steps = finite_floats(raw.steps)
+    if steps is None or len(steps) != len(values) or not strictly_increasing(steps):
+        return None
+    return values, steps
+
+
 def validate_series(
     series: Mapping[str, RawSeries],
     *,
@@ -368,6 +386,10 @@ def validate_series(
     validator = PointValidator()
     result: dict[str, MetricSeries] = {}
     for path, raw in series.items():
+        plain = _plain_series(raw)
+        if plain is not None:
+            result[path] = MetricSeries(path, *plain)
+            continue
         clean = MetricSeries(path, [], [], [] if raw.timestamps is not None else None)
         for index, value in enumerate(raw.values):
             step = raw.steps[index] if raw.steps is not None else INDEX_STEP

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import itertools
 import json
 import logging
 import math
@@ -612,37 +613,31 @@ class NeptuneApi(ManagementApi):
             raise _not_found(f"Artifact {call.arg('hash')}", "ARTIFACT_NOT_FOUND")
         return JSONResponse({"files": json.loads(row["files"])})
 
-    def _series_values(self, call: Call, kind: str) -> tuple[int, list[Any]]:
+    def _series_values(self, call: Call, kind: str, *, tuples: bool = False) -> tuple[int, list[Any]]:
+        """(count, a page of points) of the series a call names; plain (ts_ms, step, value) tuples with
+        ``tuples``, else rows by column name."""
         run, attr = self._field(call, kind)
-        return self.storage.series_values(
-            run.id, attr.path, call.int_arg("offset", 0), min(call.int_arg("limit", 1000), 10000)
-        )
+        read = self.storage.series_tuples if tuples else self.storage.series_values
+        return read(run.id, attr.path, call.int_arg("offset", 0), min(call.int_arg("limit", 1000), 10000))
 
     def getFloatSeriesValues(self, call: Call) -> Response:
         """A page of float series points (offset, limit) in step order.
 
-        The JSON is written directly: steps and values are finite floats (the store refuses others)
-        and ``repr`` is what ``json.dumps`` writes for a float, so the text is the same, made in half
-        the time of building 10,000 dicts and encoding them.
+        The JSON is written with one ``%`` format over every point: steps and values are finite floats
+        (the store refuses others) and ``%r`` of a float is what ``json.dumps`` writes, so the text is
+        the same, made in a third of the time of building 10,000 dicts and encoding them.
         """
-        run, attr = self._field(call, "floatSeries")
-        total, rows = self.storage.series_tuples(
-            run.id, attr.path, call.int_arg("offset", 0), min(call.int_arg("limit", 1000), 10000)
-        )
+        total, rows = self._series_values(call, "floatSeries", tuples=True)
+        flat = tuple(itertools.chain.from_iterable(rows))
         try:
-            steps_values = [(float(step), float(value), int(ts)) for step, value, ts in rows]
-        except (TypeError, ValueError):
-            steps_values = []
-        if len(steps_values) != len(rows) or not all(
-            math.isfinite(step) and math.isfinite(value) for step, value, _ in steps_values
-        ):  # only data stored by older versions: the general path sends such values as null
-            values = [{"timestampMillis": ts, "step": step, "value": value} for step, value, ts in rows]
+            finite = math.isfinite(sum(flat))  # NaN or Inf anywhere makes the sum so
+        except TypeError:
+            finite = False
+        if not finite:  # only data stored by older versions: the general path sends such values as null
+            values = [{"timestampMillis": ts, "step": step, "value": value} for ts, step, value in rows]
             return JSONResponse({"totalItemCount": total, "values": values})
-        points = ",".join(
-            f'{{"timestampMillis":{ts},"step":{step!r},"value":{value!r}}}'
-            for step, value, ts in steps_values
-        )
-        body = f'{{"totalItemCount":{int(total)},"values":[{points}]}}'
+        points = ('{"timestampMillis":%d,"step":%r,"value":%r},' * len(rows)) % flat
+        body = f'{{"totalItemCount":{int(total)},"values":[{points[:-1]}]}}'
         return Response(body.encode(), media_type="application/json")
 
     def getStringSeriesValues(self, call: Call) -> Response:

@@ -13,7 +13,7 @@ from typing import Any
 
 from airflow_provider_neptune.exceptions import NeptuneDeliveryError, NeptuneStepConflictError
 from airflow_provider_neptune.hooks import delivery
-from airflow_provider_neptune.hooks.points import as_float_list
+from airflow_provider_neptune.hooks.points import as_float_list, strictly_increasing
 from airflow_provider_neptune.hooks.reads import SeriesReads
 from airflow_provider_neptune.hooks.series import SeriesReader
 from airflow_provider_neptune.hooks.server_rules import counter_delta
@@ -81,7 +81,7 @@ class MetricLogging(SeriesReads):
                 raise ValueError(f"series {path!r}: {len(values)} values but {len(step_list)} steps")
             if ts_list is not None and len(ts_list) != len(values):
                 raise ValueError(f"series {path!r}: {len(values)} values but {len(ts_list)} timestamps")
-            for index in range(1, len(step_list)):
+            for index in range(1, 0 if strictly_increasing(step_list) else len(step_list)):
                 if step_list[index] <= step_list[index - 1]:
                     raise ValueError(
                         f"series {path!r}: step at index {index} ({step_list[index]:g}) is not greater "

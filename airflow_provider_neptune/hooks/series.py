@@ -10,6 +10,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
+
 #: Points asked for per series read: the most getFloatSeriesValues serves in one answer (the emulator
 #: caps ``limit`` at 10,000; the client itself asks for 1,000). A server answering fewer points than
 #: asked is asked again for the rest, so a page always holds ``READ_PAGE`` points unless the series ends.
@@ -131,12 +133,31 @@ def client_page(run: Any, path: str, offset: int, limit: int) -> Page:
     return int(page.totalItemCount), [(float(p.step), float(p.value)) for p in page.values]
 
 
+class _Point(msgspec.Struct):
+    """A point of a getFloatSeriesValues answer; other fields (timestampMillis) are skipped."""
+
+    step: float
+    value: float
+
+
+class _FloatSeriesPage(msgspec.Struct):
+    """A getFloatSeriesValues answer."""
+
+    totalItemCount: int
+    values: list[_Point]
+
+
+#: Decodes a page straight into typed points: a quarter of the time of json.loads and a dict per point.
+_PAGE_DECODER = msgspec.json.Decoder(_FloatSeriesPage)
+
+
 def raw_page(run: Any, path: str, offset: int, limit: int) -> Page | None:
     """The same request through the client's authenticated session, its JSON decoded directly.
 
     The client's response models cost about as much as the server's work for a 10,000-point page;
     the read-back of every point sent reads many such pages. None for anything but a 200 with the
     expected fields or a 404 (then :func:`client_page` asks again and raises the client's errors).
+    A value the server sends as null (not a finite float) fails the decoding too.
     """
     try:
         from neptune.internal.backends.hosted_client import DEFAULT_REQUEST_KWARGS
@@ -163,12 +184,10 @@ def raw_page(run: Any, path: str, offset: int, limit: int) -> Page | None:
     if response.status_code != 200:
         return None
     try:
-        answer = response.json()
-        return int(answer["totalItemCount"]), [
-            (float(v["step"]), float(v["value"])) for v in answer["values"]
-        ]
-    except (ValueError, KeyError, TypeError):
+        answer = _PAGE_DECODER.decode(response.content)
+    except msgspec.DecodeError:
         return None
+    return answer.totalItemCount, [(point.step, point.value) for point in answer.values]
 
 
 def all_points(run: Any, path: str) -> list[tuple[float, float]]:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from airflow_provider_neptune.core.metric_inputs import (
     MetricInputError,
+    PointValidator,
+    RawSeries,
     collect_series,
     load_metrics,
     parse_structured,
@@ -199,3 +203,75 @@ def test_numpy_arrays_and_tuples_are_accepted() -> None:
     batch = load_metrics({"a": np.array([1.0, 2.0]), "b": (3, 4)}, steps=np.array([5, 6]))
     assert batch.series["a"].values == [1.0, 2.0]
     assert batch.series["b"].steps == [5.0, 6.0]
+
+
+class _NotAList(list):  # type: ignore[type-arg]
+    """A list subclass: validate_series then checks it point by point, as before the whole-list pass."""
+
+
+_ODD_ITEMS: list[object] = [math.nan, math.inf, -math.inf, True, "2.5", None, 10**400, 1e308]
+
+
+def _random_series(rng: random.Random) -> RawSeries:
+    n = rng.randint(0, 40)
+    values: list[object] = [rng.choice([rng.uniform(-1e3, 1e3), rng.randint(-5, 5)]) for _ in range(n)]
+    steps: list[object] | None = None
+    if rng.random() < 0.7:
+        steps = [float(i) * 1.5 for i in range(n)] if rng.random() < 0.5 else list(range(n))
+    for _ in range(rng.choice([0, 0, 1, 2])):  # a few series carry odd items, duplicate or backward steps
+        target = values if steps is None or rng.random() < 0.5 else steps
+        if target:
+            target[rng.randrange(len(target))] = rng.choice([*_ODD_ITEMS, 0.0, 3])
+    return RawSeries(values, steps)
+
+
+@pytest.mark.parametrize("seed", range(60))
+@pytest.mark.parametrize("skip_invalid", [False, True])
+def test_the_whole_list_check_gives_what_the_point_by_point_check_gives(
+    seed: int, skip_invalid: bool
+) -> None:
+    rng = random.Random(seed)
+    series = {f"s{i}": _random_series(rng) for i in range(4)}
+    slow = {
+        path: RawSeries(_NotAList(raw.values), _NotAList(raw.steps) if raw.steps is not None else None)
+        for path, raw in series.items()
+    }
+    outcomes = []
+    for given in (series, slow):
+        try:
+            batch = validate_series(given, skip_invalid=skip_invalid)
+        except MetricInputError as exc:
+            outcomes.append(("error", str(exc)))
+        else:
+            got = {p: (s.values, s.steps, s.timestamps) for p, s in batch.series.items()}
+            outcomes.append(("batch", (got, batch.invalid, batch.problems)))
+            for s in batch.series.values():
+                assert all(type(v) is float for v in [*s.values, *s.steps])
+    assert outcomes[0] == outcomes[1]
+
+
+def test_plain_numbers_in_increasing_steps_skip_the_point_by_point_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checked: list[str] = []
+    original = PointValidator.check
+
+    def counting(self: PointValidator, path: str, *args: Any, **kwargs: Any) -> Any:
+        checked.append(path)
+        return original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(PointValidator, "check", counting)
+    batch = validate_series(
+        {
+            "plain": RawSeries([0.5, 2, -1e300], [1, 2.5, 7]),
+            "indexed": RawSeries([1.0, 2.0]),
+            "repeated step": RawSeries([1.0, 2.0], [3.0, 3.0]),
+        },
+        skip_invalid=True,
+    )
+    assert checked == ["repeated step", "repeated step"]
+    assert batch.series["plain"].values == [0.5, 2.0, -1e300]
+    assert batch.series["plain"].steps == [1.0, 2.5, 7.0]
+    assert batch.series["indexed"].steps == [0.0, 1.0]
+    assert batch.series["repeated step"].values == [1.0]
+    assert batch.invalid == 1

@@ -262,3 +262,27 @@ def test_a_float_series_page_is_the_json_a_generic_encoder_writes(
     }
     assert response.content == json.dumps(expected, separators=(",", ":")).encode()
     assert [p["value"] for p in response.json()["values"]] == tricky[1:]
+
+
+def test_a_float_series_page_with_values_an_older_version_stored_sends_them_as_null(
+    app: EmulatorApp, client: TestClient
+) -> None:
+    # Older versions could store NULL or Inf; the page must stay valid JSON and keep the finite points.
+    headers = _bearer(app, client)
+    run = app.storage.create_run(app.storage.ensure_project("ws/proj"))[0]
+    entries = [{"step": float(i), "value": float(i) / 2, "timestampMilliseconds": 1000 + i} for i in range(4)]
+    errors, _, _ = app.storage.execute_operations(run, [{"path": "m", "logFloats": {"entries": entries}}])
+    assert errors == []
+    with app.storage._lock:
+        app.storage._db.execute("UPDATE points SET value = NULL WHERE run_id = ? AND idx = 1", (run.id,))
+        app.storage._db.execute("UPDATE points SET value = 9e999 WHERE run_id = ? AND idx = 2", (run.id,))
+    response = client.get(f"{LB}/attributes/series/float?experimentId={run.id}&attribute=m", headers=headers)
+    assert response.status_code == 200, response.text
+    answer = json.loads(response.content, parse_constant=lambda name: pytest.fail(f"{name} in the page"))
+    assert answer["totalItemCount"] == 4
+    assert [(p["step"], p["value"]) for p in answer["values"]] == [
+        (0.0, 0.0),
+        (1.0, None),
+        (2.0, None),
+        (3.0, 1.5),
+    ]

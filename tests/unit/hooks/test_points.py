@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 import pytest
 
-from airflow_provider_neptune.hooks.points import as_float_list
+from airflow_provider_neptune.hooks.points import as_float_list, finite_floats, strictly_increasing
 from airflow_provider_neptune.hooks.server_rules import bound_problem
 
 
@@ -71,3 +72,45 @@ def test_a_list_of_good_floats_comes_back_as_a_new_equal_list() -> None:
     assert out is not values
     converted = as_float_list("s", "step", [Tagged(1.0), 2.0])
     assert [type(v) for v in converted] == [float, float]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [1.0, math.nan],
+        [math.inf, 1.0],
+        [1.0, -math.inf],
+        [1, True],
+        [1.0, "2"],
+        [1.0, None],
+        [10**400],
+        (1.0, 2.0),
+    ],
+    ids=["nan", "inf", "-inf", "bool", "text", "None", "huge int", "tuple"],
+)
+def test_finite_floats_leaves_anything_but_finite_plain_numbers_to_the_point_by_point_check(
+    values: object,
+) -> None:
+    assert finite_floats(values) is None
+
+
+def test_finite_floats_converts_ints_and_keeps_finite_values_whose_sum_overflows() -> None:
+    out = finite_floats([1e308, 1e308, 3, -2])
+    assert out == [1e308, 1e308, 3.0, -2.0]
+    assert [type(v) for v in out or []] == [float] * 4
+    assert finite_floats([]) == []
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([], True),
+        ([1.0], True),
+        ([1.0, 2.0, 2.5], True),
+        ([1.0, 1.0], False),
+        ([2.0, 1.0], False),
+        ([1.0, math.nan, 3.0], False),
+    ],
+)
+def test_strictly_increasing(values: list[float], expected: bool) -> None:
+    assert strictly_increasing(values) is expected
