@@ -81,12 +81,12 @@ class MetricLogging(SeriesReads):
                 raise ValueError(f"series {path!r}: {len(values)} values but {len(step_list)} steps")
             if ts_list is not None and len(ts_list) != len(values):
                 raise ValueError(f"series {path!r}: {len(values)} values but {len(ts_list)} timestamps")
-            for index in range(1, 0 if strictly_increasing(step_list) else len(step_list)):
-                if step_list[index] <= step_list[index - 1]:
-                    raise ValueError(
-                        f"series {path!r}: step at index {index} ({step_list[index]:g}) is not greater "
-                        f"than the previous step ({step_list[index - 1]:g}); steps must strictly increase"
-                    )
+            if not strictly_increasing(step_list):
+                index = next(i for i in range(1, len(step_list)) if step_list[i] <= step_list[i - 1])
+                raise ValueError(
+                    f"series {path!r}: step at index {index} ({step_list[index]:g}) is not greater "
+                    f"than the previous step ({step_list[index - 1]:g}); steps must strictly increase"
+                )
             plan[path] = (values, step_list, ts_list)
 
         settings = self.settings

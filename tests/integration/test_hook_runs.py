@@ -132,6 +132,11 @@ def test_log_metrics_default_steps_and_shared_timestamps(neptune_hook_factory: A
         ({"s": [1.0, float("nan")]}, None, "index 1 is not finite"),
         ({"s": [1.0, "x"]}, None, "index 1 is not a number"),
         ({"s": [1.0, 2.0]}, [0, 0], "step at index 1"),
+        (
+            {"s": [1.0, 2.0, 3.0, 4.0]},
+            [0, 1, 5, 5],
+            r"step at index 3 \(5\) is not greater than the previous step \(5\)",
+        ),
         ({"s": [1.0, 2.0]}, [0], "2 values but 1 steps"),
     ],
 )
