@@ -115,7 +115,6 @@ def _other_writer(neptune_emulator: Any, run_id: str) -> Any:
 def test_the_read_back_after_sending_compares_values_not_only_the_last_step(
     neptune_hook_factory: Any, neptune_emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-
     hook = neptune_hook_factory(mode="async")
     run_id = hook.create_run(custom_run_id=_cid())
     hook.log_metrics(run_id, {"m": [0.0]}, steps=[0])

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -235,18 +236,26 @@ def test_stats_report_the_process_cpu_time_spent_on_requests(client: TestClient,
     assert second["process_cpu_seconds"] > before
 
 
+def _float_series_run(
+    app: EmulatorApp, client: TestClient, values: list[float]
+) -> tuple[dict[str, str], Any]:
+    """Auth headers and a new run holding series ``m``: value i at step i/4, timestamp 1000+i ms."""
+    headers = _bearer(app, client)
+    run = app.storage.create_run(app.storage.ensure_project("ws/proj"))[0]
+    entries = [
+        {"step": float(i) / 4, "value": v, "timestampMilliseconds": 1000 + i} for i, v in enumerate(values)
+    ]
+    errors, _, _ = app.storage.execute_operations(run, [{"path": "m", "logFloats": {"entries": entries}}])
+    assert errors == []
+    return headers, run
+
+
 def test_a_float_series_page_is_the_json_a_generic_encoder_writes(
     app: EmulatorApp, client: TestClient
 ) -> None:
     # The route writes its JSON by hand; it must be byte for byte what json.dumps makes of the points.
-    headers = _bearer(app, client)
-    run = app.storage.create_run(app.storage.ensure_project("ws/proj"))[0]
     tricky = [0.1, 1 / 3, 1e22, 1e-300, -0.0, 2.0**53, -1.7e308, 5e-324, 123456789.125]
-    entries = [
-        {"step": float(i) / 4, "value": v, "timestampMilliseconds": 1000 + i} for i, v in enumerate(tricky)
-    ]
-    errors, _, _ = app.storage.execute_operations(run, [{"path": "m", "logFloats": {"entries": entries}}])
-    assert errors == []
+    headers, run = _float_series_run(app, client, tricky)
     response = client.get(
         f"{LB}/attributes/series/float?experimentId={run.id}&attribute=m&offset=1", headers=headers
     )
@@ -268,11 +277,7 @@ def test_a_float_series_page_with_values_an_older_version_stored_sends_them_as_n
     app: EmulatorApp, client: TestClient
 ) -> None:
     # Older versions could store NULL or Inf; the page must stay valid JSON and keep the finite points.
-    headers = _bearer(app, client)
-    run = app.storage.create_run(app.storage.ensure_project("ws/proj"))[0]
-    entries = [{"step": float(i), "value": float(i) / 2, "timestampMilliseconds": 1000 + i} for i in range(4)]
-    errors, _, _ = app.storage.execute_operations(run, [{"path": "m", "logFloats": {"entries": entries}}])
-    assert errors == []
+    headers, run = _float_series_run(app, client, [0.0, 0.5, 1.0, 1.5])
     with app.storage._lock:
         app.storage._db.execute("UPDATE points SET value = NULL WHERE run_id = ? AND idx = 1", (run.id,))
         app.storage._db.execute("UPDATE points SET value = 9e999 WHERE run_id = ? AND idx = 2", (run.id,))
@@ -282,7 +287,7 @@ def test_a_float_series_page_with_values_an_older_version_stored_sends_them_as_n
     assert answer["totalItemCount"] == 4
     assert [(p["step"], p["value"]) for p in answer["values"]] == [
         (0.0, 0.0),
-        (1.0, None),
-        (2.0, None),
-        (3.0, 1.5),
+        (0.25, None),
+        (0.5, None),
+        (0.75, 1.5),
     ]
